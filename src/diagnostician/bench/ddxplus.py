@@ -1,0 +1,212 @@
+"""Interactive DDXPlus benchmark: a simulated patient answers, the engine inquires, metrics are reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from diagnostician.bench.metrics import REF_THRESHOLD, summarize
+from diagnostician.bench.simulator import DDXPlusPatient
+from diagnostician.consult import Consultation
+from diagnostician.engine import InquiryPolicy
+from diagnostician.knowledge.build_ddxplus import in_fit_fold
+from diagnostician.knowledge.ddxplus import DDXPlusRelease, PatientRecord
+from diagnostician.knowledge.schema import Pack, load_pack
+
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to run: pack, question budget, whether to compute the all-evidence ceiling."""
+
+    pack: str = "ddxplus"
+    max_questions: int = 30
+    ceiling: bool = True
+
+
+def read_cases(pack: Pack, path: str | Path, limit: int | None = None) -> Iterator[PatientRecord]:
+    """DDXPlus patient records from an English- or French-coded CSV, in the pack's codes."""
+    return DDXPlusRelease.from_pack(pack).read_patients(path, limit=limit)
+
+
+def _listed(assessment: Any) -> list[str]:
+    return [e.code for e in assessment.differential if e.probability >= REF_THRESHOLD]
+
+
+def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str, Any]:
+    """Simulate one consultation and return what the metrics need."""
+    patient = DDXPlusPatient(pack, record)
+    policy = InquiryPolicy(max_questions=config.max_questions)
+    c = Consultation.begin(record.age, record.sex, patient.opening(), pack=pack, policy=policy)
+    latencies = []
+    positives = 0
+    t0 = time.perf_counter()
+    while True:
+        q = c.next_question()
+        if q is None:
+            break
+        value = patient.answer(q.code)
+        turn = c.answer(q.code, value)
+        t1 = time.perf_counter()
+        latencies.append((t1 - t0) * 1000.0)  # update of the previous answer + choice of this question
+        t0 = t1
+        positives += turn.answer.is_positive(pack)
+    a = c.assessment(explain_top=0)
+    true = pack.condition(record.pathology)
+    result: dict[str, Any] = {
+        "row": record.row,
+        "pathology": record.pathology,
+        "rank": a.ranking.index(record.pathology),
+        "top5": list(a.ranking[:5]),
+        "il": c.questions_asked,
+        "positives": positives,
+        "listed": _listed(a),
+        "reference": [n for n, p in record.differential if p >= REF_THRESHOLD],
+        "triage": a.triage.level,
+        "red_flags": [r.id for r in a.triage.red_flags],
+        "true_triage": true.triage,
+        "true_severity": true.severity,
+        "latencies_ms": latencies,
+        "stop_reason": c.stop_reason,
+    }
+    if config.ceiling:
+        full = Consultation.begin(record.age, record.sex, patient.everything(), pack=pack)
+        fa = full.assessment(explain_top=0)
+        result["ceiling_rank"] = fa.ranking.index(record.pathology)
+        result["ceiling_listed"] = _listed(fa)
+    return result
+
+
+def _run_chunk(args: tuple[BenchConfig, list[PatientRecord]]) -> list[dict[str, Any]]:
+    config, records = args
+    pack = load_pack(config.pack)
+    return [run_case(pack, r, config) for r in records]
+
+
+def _chunks(records: list[PatientRecord], size: int) -> Iterator[list[PatientRecord]]:
+    for i in range(0, len(records), size):
+        yield records[i : i + size]
+
+
+def run_file(
+    path: str | Path,
+    config: BenchConfig = BenchConfig(),
+    limit: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark on one patient file; return summary, held-out summary, config and per-case results."""
+    pack = load_pack(config.pack)
+    records = list(read_cases(pack, path, limit))
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunks = list(_chunks(records, CHUNK))
+    results: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    progress_bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress_bar = Progress(TextColumn(Path(path).name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+        progress_bar.start()
+        task = progress_bar.add_task("cases", total=len(records))
+    try:
+        if workers > 1 and len(chunks) > 1:
+            with get_context("fork").Pool(workers) as pool:
+                for part in pool.imap(_run_chunk, [(config, ch) for ch in chunks]):
+                    results.extend(part)
+                    if progress_bar:
+                        progress_bar.advance(task, len(part))
+        else:
+            for ch in chunks:
+                part = _run_chunk((config, ch))
+                results.extend(part)
+                if progress_bar:
+                    progress_bar.advance(task, len(part))
+    finally:
+        if progress_bar:
+            progress_bar.stop()
+    wall = time.perf_counter() - t0
+    summary = summarize(results)
+    summary.update(wall_seconds=wall, cases_per_second=len(results) / wall if wall else None, workers=workers)
+    name = Path(path).name
+    held = [r for r in results if not in_fit_fold(name, r["row"])]
+    return {
+        "file": str(path),
+        "summary": summary,
+        "held_out": summarize(held) if held else {"cases": 0},
+        "fit_fold_rows": len(results) - len(held),
+        "config": {"pack": f"{pack.name} {pack.version}", "max_questions": config.max_questions, "limit": limit, "ceiling": config.ceiling},
+        "cases": results,
+    }
+
+
+ROWS = [
+    ("cases", "cases", "{:d}"),
+    ("il", "IL", "{:.2f}"),
+    ("gtpa@1", "GTPA@1", "{:.4f}"),
+    ("gtpa@3", "GTPA@3", "{:.4f}"),
+    ("gtpa@5", "GTPA@5", "{:.4f}"),
+    ("per", "PER", "{:.3f}"),
+    ("ddr", "DDR", "{:.4f}"),
+    ("ddp", "DDP", "{:.4f}"),
+    ("ddf1", "DDF1", "{:.4f}"),
+    ("emergency_recall", "emergency recall", "{:.4f}"),
+    ("under_triage", "under-triage", "{:.4f}"),
+    ("over_triage", "over-triage", "{:.4f}"),
+    ("ceiling_gtpa@1", "ceiling GTPA@1 (all evidence)", "{:.4f}"),
+    ("ceiling_ddf1", "ceiling DDF1 (all evidence)", "{:.4f}"),
+    ("turn_latency_ms_p50", "turn latency p50 (ms)", "{:.3f}"),
+    ("turn_latency_ms_p99", "turn latency p99 (ms)", "{:.3f}"),
+    ("cases_per_second", "cases / s", "{:.1f}"),
+]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A Markdown table of one file's report: all cases and held-out cases side by side."""
+    s, h = report["summary"], report["held_out"]
+    lines = [
+        f"### {Path(report['file']).name}",
+        "",
+        f"pack {report['config']['pack']}, at most {report['config']['max_questions']} questions; "
+        f"held-out = rows outside the fit fold ({report['fit_fold_rows']} fit-fold rows).",
+        "",
+        "| metric | all cases | held-out cases |",
+        "|---|---|---|",
+    ]
+    for key, label, fmt in ROWS:
+        a, b = s.get(key), h.get(key)
+        if a is None and b is None:
+            continue
+        cell = lambda v: "—" if v is None else fmt.format(v)  # noqa: E731
+        lines.append(f"| {label} | {cell(a)} | {cell(b)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write <stem>.json (summary, held-out, config), <stem>.cases.jsonl and <stem>.md into out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "ddxplus_" + Path(report["file"]).stem
+    body = {k: v for k, v in report.items() if k != "cases"}
+    js = out / f"{stem}.json"
+    js.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    with (out / f"{stem}.cases.jsonl").open("w", encoding="utf-8") as fh:
+        for c in report["cases"]:
+            fh.write(json.dumps({k: v for k, v in c.items() if k != "latencies_ms"}) + "\n")
+    md = out / f"{stem}.md"
+    md.write_text(markdown(report), encoding="utf-8")
+    return js, md
+
+
+def latency_percentiles(reports: list[dict[str, Any]]) -> dict[str, float]:
+    """p50/p99 turn latency pooled across reports."""
+    lat = np.concatenate([np.asarray(c["latencies_ms"]) for r in reports for c in r["cases"]] or [np.zeros(1)])
+    return {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}

@@ -1,0 +1,444 @@
+"""The `diagnostician` command: demo, consult, bench, pack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from diagnostician import __version__
+from diagnostician.errors import DiagnosticianError, InputError, SessionError
+
+EXIT_OK, EXIT_INPUT = 0, 2
+CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for every other input error
+        self.exit(EXIT_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _console(stderr: bool = False):  # rich is imported lazily so `bench` workers start fast
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _differential_table(assessment: Any, top: int = 10):
+    from rich.table import Table
+
+    t = Table(title="Differential (decision support, not a diagnosis)", show_lines=False)
+    t.add_column("#", justify="right")
+    t.add_column("condition")
+    t.add_column("ICD-10")
+    t.add_column("probability", justify="right")
+    t.add_column("urgency if this is it")
+    for i, e in enumerate(assessment.differential[:top], 1):
+        t.add_row(str(i), e.name, e.icd10, f"{e.probability:.1%}", e.triage.replace("_", " "))
+    return t
+
+
+def _print_assessment(con: Any, assessment: Any) -> None:
+    con.print()
+    con.print(_differential_table(assessment))
+    level = assessment.triage.level
+    style = {"emergency": "bold white on red", "urgent_24h": "bold red", "see_doctor": "bold yellow", "self_care": "bold green"}[level]
+    con.print(f"[{style}]Triage: {level.replace('_', ' ').upper()}[/] — {assessment.triage.advice}")
+    for r in assessment.triage.reasons:
+        con.print(f"  because: {r}")
+    if assessment.explanations:
+        con.print("\n[bold]Why[/] (likelihood ratios of your answers):")
+        for e in assessment.explanations[:3]:
+            con.print(f"  • {e.sentence()}")
+    if assessment.stop_reason:
+        con.print(f"\n[dim]Inquiry ended: {assessment.stop_reason}; {assessment.questions_asked} questions asked.[/]")
+    con.print(f"\n[italic]{assessment.notice}[/]")
+
+
+def _top5_line(assessment: Any) -> str:
+    return " | ".join(f"{e.name} {e.posterior:.0%}" for e in assessment.differential[:5])
+
+
+def _answer_words(pack: Any, code: str, value: Any) -> str:
+    from diagnostician.engine.explain import answer_text
+    from diagnostician.engine.posterior import Answer
+
+    text = answer_text(pack, Answer(code, tuple(value) if isinstance(value, list) else value))
+    return text.split(": ", 1)[-1]
+
+
+# ---------------------------------------------------------------- case play (demo, consult --case)
+
+
+def _play_case(case: Any, pack: Any, max_questions: int, show: bool, con: Any) -> dict[str, Any]:
+    from diagnostician.consult import Consultation
+    from diagnostician.dialogue.render import reason
+    from diagnostician.engine import InquiryPolicy
+
+    c = Consultation.begin(case.age, case.sex, case.complaints, pack=pack, policy=InquiryPolicy(max_questions=max_questions))
+    transcript = []
+    if show:
+        said = "; ".join(f"{pack.finding(k).question} — {_answer_words(pack, k, v)}" for k, v in case.complaints.items())
+        con.print(f"[bold]Patient[/]: {case.title or ''} age {case.age:g}, sex {case.sex}. Comes with: {said}")
+        for r in c.red_flags:
+            con.print(f"[bold white on red] DANGER SIGN [/] {r.advice}")
+    while (q := c.next_question()) is not None:
+        value = case.answer(pack, q.code)
+        turn = c.answer(q.code, value)
+        a = c.assessment(explain_top=0)
+        step = {
+            "n": c.questions_asked,
+            "code": q.code,
+            "question": pack.finding(q.code).question,
+            "phase": q.phase,
+            "reason": reason(pack, q),
+            "answer": list(turn.answer.value) if isinstance(turn.answer.value, tuple) else turn.answer.value,
+            "top5": [{"name": e.name, "posterior": round(e.posterior, 4)} for e in a.differential[:5]],
+            "red_flags": [r.id for r in turn.new_red_flags],
+        }
+        transcript.append(step)
+        if show:
+            con.print(f"\n[bold cyan]Q{step['n']}[/] [dim]({q.phase})[/] {step['question']}")
+            con.print(f"   [dim]why: {step['reason']}[/]")
+            con.print(f"   [bold]A:[/] {_answer_words(pack, q.code, turn.answer.value)}")
+            con.print(f"   top-5: {_top5_line(a)}")
+            for r in turn.new_red_flags:
+                con.print(f"   [bold white on red] DANGER SIGN [/] {r.advice}")
+    final = c.assessment()
+    if show:
+        _print_assessment(con, final)
+    return {"case": case.title, "transcript": transcript, "assessment": final.to_dict()}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Play a shipped case and show the whole consultation."""
+    from diagnostician.consult.cases import load_case
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    path = CASES_DIR / f"{args.case}.json"
+    if not path.exists():
+        names = ", ".join(sorted(p.stem for p in CASES_DIR.glob("*.json")))
+        raise InputError(f"no demo case {args.case!r}; available: {names}")
+    case = load_case(path, pack)
+    con = _console()
+    con.print(f"[bold]diagnostician {__version__}[/] — demo consultation on the {pack.name} pack {pack.version}\n")
+    out = _play_case(case, pack, args.max_questions, show=not args.json, con=con)
+    if args.json:
+        print(json.dumps(out, indent=1))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- interactive consult
+
+
+def _atomic_save(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so that a crash leaves either the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _ask(con: Any, prompt: str) -> str | None:
+    try:
+        return con.input(prompt)
+    except EOFError:
+        return None
+
+
+def _choose_complaint(con: Any, pack: Any) -> str | None:
+    """Let the person name the main complaint: a menu of common ones, or a word to search questions."""
+    common = [c for c in pack.meta.get("common_complaints", []) if c in pack.finding_index]
+    if not common:
+        common = [f.code for f in pack.findings if not f.antecedent and f.kind == "binary"][:12]
+    con.print("\n[bold]What brings you here today?[/] Pick a number, or type a word to search (e.g. 'throat').")
+    while True:
+        for i, code in enumerate(common, 1):
+            con.print(f"  {i:2d}. {pack.finding(code).question}")
+        text = _ask(con, "> ")
+        if text is None:
+            return None
+        t = text.strip()
+        if t.isdigit() and 1 <= int(t) <= len(common):
+            return common[int(t) - 1]
+        if t in pack.finding_index:
+            return t
+        hits = [f.code for f in pack.findings if f.kind == "binary" and not f.antecedent and t.lower() in f.question.lower()] if t else []
+        if not hits:
+            con.print("[yellow]Nothing matched; try another word or pick a number.[/]")
+            continue
+        common = hits[:15]
+        con.print("Matching questions:")
+
+
+def _prompt_answer(con: Any, pack: Any, c: Any, q: Any) -> str:
+    """Ask one question until a valid answer or a command comes; return 'answered', 'undo', 'quit' or 'eof'."""
+    from diagnostician.dialogue.render import answer_hint, options, reason
+
+    f = pack.finding(q.code)
+    con.print(f"\n[bold cyan]Q{c.questions_asked + 1}.[/] {f.question}")
+    opts = options(f)
+    if opts:
+        width = max(len(lab) for _, _, lab in opts) + 6
+        cols = max(1, 100 // width)
+        for i in range(0, len(opts), cols):
+            con.print("".join(f"{n:3d}. {lab}".ljust(width) for n, _, lab in opts[i : i + cols]))
+    con.print(f"[dim]   answer: {answer_hint(f)}; or 'why', 'undo', 'quit'[/]")
+    while True:
+        text = _ask(con, "> ")
+        if text is None:
+            return "eof"
+        t = text.strip().lower()
+        if t in ("quit", "q", "exit"):
+            return "quit"
+        if t in ("undo", "u", "back"):
+            return "undo"
+        if t in ("why", "why?", "w"):
+            con.print(f"[dim]{reason(pack, q)}[/]")
+            continue
+        try:
+            turn = c.answer(q.code, text)
+        except InputError as exc:
+            con.print(f"[yellow]{exc}[/]")
+            continue
+        for r in turn.new_red_flags:
+            con.print(f"\n[bold white on red] DANGER SIGN [/] [bold]{r.advice}[/]\n[dim]({r.basis}) The questions continue, but this advice stands.[/]")
+        return "answered"
+
+
+def cmd_consult(args: argparse.Namespace) -> int:
+    """Run a consultation: interactively, or from a case file with --case."""
+    from diagnostician.consult import Consultation
+    from diagnostician.consult.cases import load_case
+    from diagnostician.engine import InquiryPolicy
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    con = _console(stderr=args.json)
+    if args.case:
+        case = load_case(args.case, pack)
+        out = _play_case(case, pack, args.max_questions, show=not args.json, con=con)
+        if args.json:
+            print(json.dumps(out, indent=1))
+        return EXIT_OK
+
+    save = Path(args.save) if args.save else None
+    policy = InquiryPolicy(max_questions=args.max_questions)
+    if args.resume:
+        try:
+            data = json.loads(Path(args.resume).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot resume from {args.resume}: {exc}") from exc
+        c = Consultation.from_dict(data, pack)
+        save = save or Path(args.resume)
+        con.print(f"Resumed consultation with {len(c.state.answers)} answers.")
+    else:
+        con.print("[bold]diagnostician[/] — a consultation to help you decide what to do next.")
+        con.print(f"[italic]{_notice()}[/]")
+        age = args.age
+        while age is None:
+            text = _ask(con, "Age in years: ")
+            if text is None:
+                return EXIT_OK
+            try:
+                from diagnostician.engine.posterior import check_age
+
+                age = check_age(text)
+            except InputError as exc:
+                con.print(f"[yellow]{exc}[/]")
+        sex = args.sex
+        while sex is None:
+            text = _ask(con, "Sex (F/M): ")
+            if text is None:
+                return EXIT_OK
+            try:
+                from diagnostician.engine.posterior import normalise_sex
+
+                sex = normalise_sex(text)
+            except InputError as exc:
+                con.print(f"[yellow]{exc}[/]")
+        complaints = list(args.complaint or [])
+        if not complaints:
+            chosen = _choose_complaint(con, pack)
+            if chosen is None:
+                return EXIT_OK
+            complaints = [chosen]
+        c = Consultation.begin(age, sex, {code: True for code in complaints}, pack=pack, policy=policy)
+        for r in c.red_flags:
+            con.print(f"[bold white on red] DANGER SIGN [/] [bold]{r.advice}[/]")
+    if save:
+        _atomic_save(save, c.to_dict())
+    while (q := c.next_question()) is not None:
+        outcome = _prompt_answer(con, pack, c, q)
+        if outcome in ("quit", "eof"):
+            con.print("[dim]Stopped before the end of the inquiry; this is the assessment so far.[/]")
+            break
+        if outcome == "undo":
+            try:
+                undone = c.undo()
+                con.print(f"[dim]Took back: {pack.finding(undone.code).question}[/]")
+            except SessionError as exc:
+                con.print(f"[yellow]{exc}[/]")
+        if save:
+            _atomic_save(save, c.to_dict())
+    assessment = c.assessment()
+    if args.json:
+        print(json.dumps({"consultation": c.to_dict(), "assessment": assessment.to_dict()}, indent=1))
+    else:
+        _print_assessment(con, assessment)
+    return EXIT_OK
+
+
+def _notice() -> str:
+    from diagnostician.engine import NOTICE
+
+    return NOTICE
+
+
+# ---------------------------------------------------------------- bench
+
+
+def cmd_bench_ddxplus(args: argparse.Namespace) -> int:
+    """Run the interactive DDXPlus benchmark on one or more patient files."""
+    from diagnostician.bench.ddxplus import BenchConfig, markdown, run_file, write_report
+
+    if args.max_questions < 1 or args.max_questions > 223:
+        raise InputError("--max-questions must lie between 1 and 223")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    config = BenchConfig(pack=args.pack, max_questions=args.max_questions, ceiling=not args.no_ceiling)
+    summaries = {}
+    for path in args.cases:
+        if not Path(path).is_file():
+            raise InputError(f"case file not found: {path}")
+        report = run_file(path, config, limit=args.limit, workers=args.workers, progress=not args.quiet and sys.stderr.isatty())
+        summaries[Path(path).name] = {"summary": report["summary"], "held_out": report["held_out"]}
+        if args.out:
+            js, md = write_report(report, args.out)
+            print(f"wrote {js} and {md}", file=sys.stderr)
+        if not args.json:
+            print(markdown(report))
+    if args.json:
+        print(json.dumps(summaries, indent=1))
+    if args.out and len(args.cases) > 1:
+        Path(args.out, "ddxplus_summary.json").write_text(json.dumps(summaries, indent=1) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- pack
+
+
+def cmd_pack_info(args: argparse.Namespace) -> int:
+    """Describe the loaded pack."""
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    info = {
+        "name": pack.name,
+        "version": pack.version,
+        "conditions": len(pack.conditions),
+        "findings": len(pack.findings),
+        "likelihood_columns": int(pack.p.shape[1]),
+        "red_flags": len(pack.red_flags),
+        "differential_model": bool(pack.differential_model),
+        "review_status": pack.meta.get("review_status"),
+        "license": pack.meta.get("license"),
+    }
+    print(json.dumps(info, indent=1))
+    return EXIT_OK
+
+
+def cmd_pack_build(args: argparse.Namespace) -> int:
+    """Rebuild the DDXPlus pack from the shared data."""
+    from diagnostician.knowledge.build_ddxplus import write
+
+    if not Path(args.data, "ddxplus", "release_evidences.json").exists():
+        raise InputError(f"{args.data} does not hold ddxplus/ and ddxplus-fr/")
+    write(args.data, args.out)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- entry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `diagnostician` command."""
+    ap = _Parser(prog="diagnostician", description="Evidence-based clinical inquiry engine (decision support, not a diagnosis).")
+    ap.add_argument("--version", action="version", version=f"diagnostician {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="play a scripted consultation and show each step")
+    d.add_argument("--case", default="chest_pain", help="name of a shipped demo case")
+    d.add_argument("--pack", default="ddxplus")
+    d.add_argument("--max-questions", type=int, default=30)
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("consult", help="a consultation in the terminal (or --case FILE to play a case)")
+    c.add_argument("--case", help="play this case file non-interactively")
+    c.add_argument("--age", type=float)
+    c.add_argument("--sex")
+    c.add_argument("--complaint", action="append", metavar="CODE", help="finding code of the main complaint (repeatable)")
+    c.add_argument("--pack", default="ddxplus")
+    c.add_argument("--max-questions", type=int, default=30)
+    c.add_argument("--save", help="save the consultation to this file after every answer")
+    c.add_argument("--resume", help="continue a consultation saved with --save")
+    c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    c.set_defaults(func=cmd_consult)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    bd = bsub.add_parser("ddxplus", help="interactive DDXPlus benchmark")
+    bd.add_argument("--cases", nargs="+", required=True, metavar="PATH", help="DDXPlus patient CSV files (English or French codes)")
+    bd.add_argument("--max-questions", type=int, default=30)
+    bd.add_argument("--limit", type=int, help="first N cases of each file")
+    bd.add_argument("--out", help="folder for JSON, JSONL and Markdown reports")
+    bd.add_argument("--workers", type=int, help="processes (default: all cores, at most 8)")
+    bd.add_argument("--pack", default="ddxplus")
+    bd.add_argument("--no-ceiling", action="store_true", help="skip the all-evidence-known ceiling")
+    bd.add_argument("--json", action="store_true", help="print summaries as JSON instead of Markdown")
+    bd.add_argument("--quiet", action="store_true", help="no progress bar")
+    bd.set_defaults(func=cmd_bench_ddxplus)
+
+    p = sub.add_parser("pack", help="knowledge packs")
+    psub = p.add_subparsers(dest="pack_command", required=True, parser_class=_Parser)
+    pi = psub.add_parser("info", help="describe a pack")
+    pi.add_argument("--pack", default="ddxplus")
+    pi.set_defaults(func=cmd_pack_info)
+    pb = psub.add_parser("build", help="rebuild the DDXPlus pack from the DDXPlus files")
+    pb.add_argument("--data", default="../shared/data")
+    pb.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"))
+    pb.set_defaults(func=cmd_pack_build)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a command; input errors print one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except DiagnosticianError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

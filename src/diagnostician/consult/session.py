@@ -1,0 +1,165 @@
+"""A consultation: one patient's inquiry from first complaint to assessment, with undo and a JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from diagnostician.dialogue.answers import as_answer
+from diagnostician.engine import (
+    Answer,
+    Assessment,
+    InquiryPolicy,
+    Question,
+    TriagePolicy,
+    assess,
+    fired_red_flags,
+    next_question,
+    should_stop,
+    start,
+    update,
+)
+from diagnostician.engine.posterior import rebuild
+from diagnostician.errors import InputError, SessionError
+from diagnostician.knowledge.schema import Pack, RedFlag, load_pack
+
+SESSION_FORMAT = "diagnostician-consultation/1"
+
+
+@dataclass
+class TurnResult:
+    """What one answer changed: danger signs that fired with it."""
+
+    answer: Answer
+    new_red_flags: tuple[RedFlag, ...] = ()
+
+
+@dataclass
+class Consultation:
+    """A stateful consultation over the pure engine; the only place that holds a State."""
+
+    pack: Pack
+    state: Any
+    policy: InquiryPolicy = field(default_factory=InquiryPolicy)
+    triage_policy: TriagePolicy = field(default_factory=TriagePolicy)
+    initial: int = 0  # how many answers were given up front (not asked)
+    pending: Question | None = None
+    stop_reason: str = ""
+    finished: bool = False
+
+    @classmethod
+    def begin(
+        cls,
+        age: float,
+        sex: str,
+        findings: Mapping[str, object] | Iterable[tuple[str, object]] = (),
+        pack: Pack | str = "ddxplus",
+        policy: InquiryPolicy | None = None,
+        triage_policy: TriagePolicy | None = None,
+    ) -> "Consultation":
+        """Start a consultation from demographics and the findings the patient came with."""
+        pk = load_pack(pack) if isinstance(pack, str) else pack
+        items = list(findings.items()) if isinstance(findings, Mapping) else list(findings)
+        answers = [as_answer(pk.finding(code), value) for code, value in items]
+        state = start(pk, age, sex, answers)
+        return cls(pk, state, policy or InquiryPolicy(), triage_policy or TriagePolicy(), initial=len(state.answers))
+
+    @property
+    def questions_asked(self) -> int:
+        """Questions answered so far (findings given up front are not counted)."""
+        return len(self.state.answers) - self.initial
+
+    @property
+    def red_flags(self) -> tuple[RedFlag, ...]:
+        """Danger signs present now."""
+        return fired_red_flags(self.pack, self.state)
+
+    def next_question(self) -> Question | None:
+        """The question to ask now (the same one until it is answered), or None when the inquiry is over."""
+        if self.finished:
+            return None
+        if self.pending is None:
+            budget = self.initial + self.policy.max_questions
+            q = next_question(self.pack, self.state, self.policy, max_questions=budget)
+            if q is None:
+                self.finished = True
+                if len(self.state.answers) >= budget:
+                    self.stop_reason = f"question budget of {self.policy.max_questions} reached"
+                else:
+                    reason = should_stop(self.pack, self.state, self.policy).reason
+                    self.stop_reason = reason or "no question left worth asking"
+            self.pending = q
+        return self.pending
+
+    def answer(self, code: str, value: object) -> TurnResult:
+        """Record the answer to the pending question (value: typed text or structured value; None = don't know)."""
+        if self.pending is None:
+            raise SessionError("no question is pending; ask for the next question first")
+        if code != self.pending.code:
+            raise SessionError(f"the pending question is {self.pending.code}, not {code}")
+        return self._record(code, value)
+
+    def volunteer(self, code: str, value: object) -> TurnResult:
+        """Record a finding the patient offered without being asked."""
+        if any(a.code == code for a in self.state.answers):
+            raise SessionError(f"{code} is already answered; undo it first")
+        return self._record(code, value)
+
+    def _record(self, code: str, value: object) -> TurnResult:
+        before = {r.id for r in fired_red_flags(self.pack, self.state)}
+        ans = as_answer(self.pack.finding(code), value)
+        self.state = update(self.pack, self.state, ans)  # validates first: a bad answer leaves the state as it was
+        self.pending = None
+        self.finished = False
+        self.stop_reason = ""
+        new = tuple(r for r in fired_red_flags(self.pack, self.state) if r.id not in before)
+        return TurnResult(self.state.answers[-1], new)
+
+    def undo(self) -> Answer:
+        """Take back the last answer given during the inquiry."""
+        if len(self.state.answers) <= self.initial:
+            raise SessionError("nothing to undo")
+        last = self.state.answers[-1]
+        self.state = rebuild(self.pack, self.state, self.state.answers[:-1])
+        self.pending = None
+        self.finished = False
+        self.stop_reason = ""
+        return last
+
+    def assessment(self, explain_top: int = 5) -> Assessment:
+        """Differential, triage and explanation now."""
+        return assess(
+            self.pack,
+            self.state,
+            self.triage_policy,
+            explain_top=explain_top,
+            stop_reason=self.stop_reason,
+            questions_asked=self.questions_asked,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form from which the consultation can be restored."""
+        return {
+            "format": SESSION_FORMAT,
+            "pack": {"name": self.pack.name, "version": self.pack.version},
+            "age": self.state.age,
+            "sex": self.state.sex,
+            "initial": self.initial,
+            "answers": [{"code": a.code, "value": list(a.value) if isinstance(a.value, tuple) else a.value} for a in self.state.answers],
+            "max_questions": self.policy.max_questions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], pack: Pack | str = "ddxplus") -> "Consultation":
+        """Restore a consultation saved with to_dict."""
+        if not isinstance(data, Mapping) or data.get("format") != SESSION_FORMAT:
+            raise InputError(f"not a saved consultation (format {SESSION_FORMAT} expected)")
+        pk = load_pack(pack) if isinstance(pack, str) else pack
+        try:
+            answers = [as_answer(pk.finding(a["code"]), a["value"]) for a in data["answers"]]
+            state = start(pk, data["age"], data["sex"])
+            state = rebuild(pk, state, tuple(answers))
+            policy = InquiryPolicy(max_questions=int(data.get("max_questions", InquiryPolicy().max_questions)))
+            return cls(pk, state, policy, initial=int(data["initial"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"saved consultation is malformed: {exc}") from exc

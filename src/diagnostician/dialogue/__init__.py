@@ -1,0 +1,1 @@
+"""Dialogue: turning people's answers into findings and findings into questions."""

@@ -1,0 +1,60 @@
+"""Structured answers typed by a person (yes/no, a value, several values) turned into engine answers."""
+
+from __future__ import annotations
+
+import re
+
+from diagnostician.engine.posterior import Answer, AnswerValue
+from diagnostician.errors import InvalidAnswerError
+from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding
+
+YES = {"y", "yes", "yeah", "yep", "true", "1", "oui", "present", "si"}
+NO = {"n", "no", "nope", "false", "0", "non", "absent", "none"}
+UNKNOWN = {"?", "dk", "don't know", "dont know", "unknown", "not sure", "idk", "skip"}
+
+
+def _match_value(f: Finding, token: str) -> str:
+    t = token.strip().lower()
+    for code, label in zip(f.values, f.labels):
+        if t == code.lower() or t == label.lower():
+            return code
+    if t.isdigit() and 1 <= int(t) <= len(f.values) and not all(v.isdigit() for v in f.values):
+        return f.values[int(t) - 1]  # a menu number
+    starts = [code for code, label in zip(f.values, f.labels) if label.lower().startswith(t)]
+    if len(starts) == 1:
+        return starts[0]
+    raise InvalidAnswerError(f"{token.strip()!r} is not an answer to '{f.question}' (try one of: {', '.join(f.labels[:8])}{'…' if len(f.labels) > 8 else ''})")
+
+
+def parse_answer(f: Finding, text: str) -> AnswerValue:
+    """The engine value for a typed answer: yes/no, a value code, label or menu number, comma-separated values, or '?'."""
+    t = text.strip().lower()
+    if t in UNKNOWN:
+        return None
+    if f.kind == BINARY:
+        if t in YES:
+            return True
+        if t in NO:
+            return False
+        raise InvalidAnswerError(f"please answer yes, no or ? (don't know); got {text.strip()!r}")
+    if f.kind == CATEGORICAL:
+        return _match_value(f, t)
+    if t in NO and f.default is not None:
+        return (f.default,)
+    parts = [p for p in re.split(r"[,;]", text) if p.strip()]
+    if not parts:
+        raise InvalidAnswerError("give at least one value, separated by commas")
+    return tuple(sorted({_match_value(f, p) for p in parts}))
+
+
+def as_answer(f: Finding, value: object) -> Answer:
+    """An Answer from a typed string or an already structured value."""
+    if isinstance(value, str):
+        return Answer(f.code, parse_answer(f, value))
+    if f.kind == BINARY and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        value = bool(value)
+    if isinstance(value, list):
+        value = tuple(str(v) for v in value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and f.kind == CATEGORICAL:
+        value = str(int(value)) if float(value).is_integer() else str(value)
+    return Answer(f.code, value)  # type: ignore[arg-type]

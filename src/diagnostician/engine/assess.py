@@ -1,0 +1,105 @@
+"""The assessment at any point of an inquiry: differential, triage, explanation and the safety notice."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diagnostician.engine.differential import differential
+from diagnostician.engine.explain import Explanation, explain
+from diagnostician.engine.posterior import State, posterior
+from diagnostician.engine.triage import TriagePolicy, TriageResult, triage
+from diagnostician.knowledge.schema import Pack
+
+NOTICE = (
+    "This is decision support, not a diagnosis. It is based only on the answers given and on the "
+    "knowledge pack in use, and it can be wrong. If you feel worse, are worried, or a danger sign "
+    "appears, seek medical care; in an emergency call your local emergency number."
+)
+
+
+@dataclass(frozen=True)
+class DifferentialEntry:
+    """One condition of the differential."""
+
+    code: str
+    name: str
+    icd10: str
+    probability: float  # differential probability (listed conditions have at least 1 %)
+    posterior: float  # naive-Bayes posterior
+    severity: int
+    triage: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything the engine concludes from a state."""
+
+    differential: tuple[DifferentialEntry, ...]  # listed conditions, most likely first
+    triage: TriageResult
+    explanations: tuple[Explanation, ...]
+    questions_asked: int
+    notice: str = NOTICE
+    stop_reason: str = ""
+    ranking: tuple[str, ...] = field(default=(), repr=False)  # all condition codes, most likely first
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "differential": [asdict(e) for e in self.differential],
+            "triage": {
+                "level": self.triage.level,
+                "advice": self.triage.advice,
+                "red_flags": [{"id": r.id, "advice": r.advice, "basis": r.basis, "level": r.level} for r in self.triage.red_flags],
+                "reasons": list(self.triage.reasons),
+            },
+            "explanations": [
+                {
+                    "condition": e.condition,
+                    "supporting": [asdict(x) for x in e.supporting],
+                    "opposing": [asdict(x) for x in e.opposing],
+                    "text": e.sentence(),
+                }
+                for e in self.explanations
+            ],
+            "questions_asked": self.questions_asked,
+            "stop_reason": self.stop_reason,
+            "notice": self.notice,
+        }
+
+
+def assess(
+    pack: Pack,
+    state: State,
+    triage_policy: TriagePolicy = TriagePolicy(),
+    explain_top: int = 5,
+    stop_reason: str = "",
+    questions_asked: int | None = None,
+) -> Assessment:
+    """Differential, triage and explanations for a state."""
+    post = posterior(state)
+    probs, consider = differential(pack, state)
+    order = np.argsort(-probs, kind="stable")
+    listed = [i for i in order if consider[i]]
+    entries = tuple(
+        DifferentialEntry(
+            code=pack.conditions[i].code,
+            name=pack.conditions[i].name,
+            icd10=pack.conditions[i].icd10,
+            probability=float(probs[i]),
+            posterior=float(post[i]),
+            severity=pack.conditions[i].severity,
+            triage=pack.conditions[i].triage,
+        )
+        for i in listed
+    )
+    return Assessment(
+        differential=entries,
+        triage=triage(pack, state, post, triage_policy),
+        explanations=tuple(explain(pack, state, listed[:explain_top])) if explain_top else (),
+        questions_asked=len(state.answers) if questions_asked is None else questions_asked,
+        stop_reason=stop_reason,
+        ranking=tuple(pack.conditions[i].code for i in order),
+    )

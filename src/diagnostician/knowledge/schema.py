@@ -1,0 +1,301 @@
+"""Knowledge-pack format: findings, conditions, red flags and the likelihood arrays, loaded from data files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diagnostician.errors import PackError, UnknownFindingError
+
+PACK_FORMAT = "diagnostician-pack/1"
+
+BINARY, CATEGORICAL, MULTI = "binary", "categorical", "multi"
+KINDS = (BINARY, CATEGORICAL, MULTI)
+
+# Triage levels, most urgent first; their index is the urgency rank used everywhere.
+TRIAGE_LEVELS = ("emergency", "urgent_24h", "see_doctor", "self_care")
+TRIAGE_TEXT = {
+    "emergency": "Seek emergency care now (call your local emergency number).",
+    "urgent_24h": "See a doctor within 24 hours.",
+    "see_doctor": "Book an appointment with a doctor in the coming days.",
+    "self_care": "Self-care at home is likely enough; see a doctor if it gets worse or does not improve.",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A symptom, sign or antecedent the engine can ask about."""
+
+    code: str
+    kind: str
+    question: str
+    values: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    default: str | None = None
+    antecedent: bool = False
+    parent: str | None = None
+    source: str = ""
+
+    def label_of(self, value: str) -> str:
+        """Human label of one value code."""
+        try:
+            return self.labels[self.values.index(value)]
+        except ValueError as exc:
+            raise UnknownFindingError(f"{self.code} has no value {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition of the differential with its clinical attributes."""
+
+    code: str
+    name: str
+    icd10: str
+    severity: int
+    triage: str
+    prior: float
+    symptoms: tuple[str, ...] = ()
+    antecedents: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    """A danger sign: a finding (optionally with values) that demands urgent advice whatever the posterior."""
+
+    id: str
+    when: tuple[tuple[str, tuple[str, ...]], ...]  # all of (finding, values; empty = present)
+    level: str
+    advice: str
+    basis: str
+
+
+@dataclass(frozen=True, eq=False)  # identity equality: packs are hashable keys for derived-table caches
+class Pack:
+    """A loaded knowledge pack: metadata plus the arrays the engine computes with."""
+
+    name: str
+    version: str
+    meta: dict[str, Any]
+    findings: tuple[Finding, ...]
+    conditions: tuple[Condition, ...]
+    red_flags: tuple[RedFlag, ...]
+    # Column arrays: one column per binary finding, per categorical value, per multi-choice value.
+    col_finding: np.ndarray  # (K,) finding index of each column
+    col_value: tuple[str | None, ...]  # value code of each column (None for binary)
+    p: np.ndarray  # (C, K) P(column | condition), smoothed, never 0 or 1
+    p_source: np.ndarray  # (C, K) int code of each cell's source (see meta["likelihood_sources"])
+    age_bands: tuple[tuple[int, int], ...]
+    p_age: np.ndarray  # (C, B)
+    p_sex: np.ndarray  # (C, 2) columns F, M
+    differential_model: dict[str, Any] | None = field(default=None, compare=False)
+    aliases: dict[str, Any] | None = field(default=None, compare=False)  # other code systems → pack codes
+
+    @cached_property
+    def finding_index(self) -> dict[str, int]:
+        """Finding code → index."""
+        return {f.code: i for i, f in enumerate(self.findings)}
+
+    @cached_property
+    def condition_index(self) -> dict[str, int]:
+        """Condition code → index."""
+        return {c.code: i for i, c in enumerate(self.conditions)}
+
+    @cached_property
+    def finding_columns(self) -> tuple[np.ndarray, ...]:
+        """Column indices of each finding."""
+        order = np.argsort(self.col_finding, kind="stable")
+        bounds = np.searchsorted(self.col_finding[order], np.arange(len(self.findings) + 1))
+        return tuple(order[bounds[i] : bounds[i + 1]] for i in range(len(self.findings)))
+
+    @cached_property
+    def log_prior(self) -> np.ndarray:
+        """Log prior of each condition, normalised."""
+        pri = np.array([c.prior for c in self.conditions], dtype=float)
+        return np.log(pri / pri.sum())
+
+    @cached_property
+    def log_p(self) -> np.ndarray:
+        """log P(column | condition)."""
+        return np.log(self.p)
+
+    @cached_property
+    def log_q(self) -> np.ndarray:
+        """log (1 − P(column | condition)), used for absent binary and multi-choice values."""
+        return np.log1p(-self.p)
+
+    @cached_property
+    def severity(self) -> np.ndarray:
+        """Severity of each condition (1 = most severe)."""
+        return np.array([c.severity for c in self.conditions], dtype=int)
+
+    @cached_property
+    def triage_rank(self) -> np.ndarray:
+        """Triage level index of each condition (0 = emergency)."""
+        return np.array([TRIAGE_LEVELS.index(c.triage) for c in self.conditions], dtype=int)
+
+    def finding(self, code: str) -> Finding:
+        """The finding with this code, or UnknownFindingError."""
+        try:
+            return self.findings[self.finding_index[code]]
+        except KeyError as exc:
+            raise UnknownFindingError(f"unknown finding code {code!r} for pack {self.name}") from exc
+
+    def condition(self, code: str) -> Condition:
+        """The condition with this code, or PackError."""
+        try:
+            return self.conditions[self.condition_index[code]]
+        except KeyError as exc:
+            raise PackError(f"unknown condition {code!r} in pack {self.name}") from exc
+
+    def age_band(self, age: float) -> int:
+        """Index of the age band holding this age in years."""
+        for i, (lo, hi) in enumerate(self.age_bands):
+            if lo <= age < hi:
+                return i
+        return len(self.age_bands) - 1
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PackError(f"pack file missing: {path}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PackError(f"pack file is not valid JSON: {path}: {exc}") from exc
+
+
+def _require(obj: dict[str, Any], key: str, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise PackError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+def load_pack_dir(path: str | Path) -> Pack:
+    """Load and validate a pack from a folder holding pack.json and likelihoods.json."""
+    root = Path(path)
+    if not root.is_dir():
+        raise PackError(f"pack folder not found: {root}")
+    meta = _read_json(root / "pack.json")
+    tables = _read_json(root / "likelihoods.json")
+    if _require(meta, "format", "pack.json") != PACK_FORMAT:
+        raise PackError(f"pack.json: unsupported format {meta.get('format')!r}, expected {PACK_FORMAT}")
+    try:
+        findings = tuple(
+            Finding(
+                code=f["code"],
+                kind=f["kind"],
+                question=f["question"],
+                values=tuple(v["code"] for v in f.get("values", [])),
+                labels=tuple(v["label"] for v in f.get("values", [])),
+                default=f.get("default"),
+                antecedent=bool(f.get("antecedent", False)),
+                parent=f.get("parent"),
+                source=f.get("source", ""),
+            )
+            for f in meta["findings"]
+        )
+        conditions = tuple(
+            Condition(
+                code=c["code"],
+                name=c["name"],
+                icd10=c.get("icd10", ""),
+                severity=int(c["severity"]),
+                triage=c["triage"],
+                prior=float(c["prior"]),
+                symptoms=tuple(c.get("symptoms", [])),
+                antecedents=tuple(c.get("antecedents", [])),
+                source=c.get("source", ""),
+            )
+            for c in meta["conditions"]
+        )
+        red_flags = tuple(
+            RedFlag(
+                id=r["id"],
+                when=tuple((w["finding"], tuple(str(v) for v in w.get("values", []))) for w in r["when"]),
+                level=r["level"],
+                advice=r["advice"],
+                basis=r["basis"],
+            )
+            for r in meta.get("red_flags", [])
+        )
+        columns = tables["columns"]
+        p = np.asarray(tables["p"], dtype=float)
+        p_source = np.asarray(tables["source"], dtype=np.int8)
+        age_bands = tuple((int(lo), int(hi)) for lo, hi in tables["age"]["bands"])
+        p_age = np.asarray(tables["age"]["p"], dtype=float)
+        p_sex = np.asarray(tables["sex"]["p"], dtype=float)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PackError(f"malformed pack {root}: {exc!r}") from exc
+    f_index = {f.code: i for i, f in enumerate(findings)}
+    try:
+        col_finding = np.array([f_index[c[0]] for c in columns], dtype=np.int32)
+    except KeyError as exc:
+        raise PackError(f"likelihoods.json: column of unknown finding {exc}") from exc
+    col_value = tuple(c[1] for c in columns)
+    n_c, n_k = len(conditions), len(columns)
+    for arr, name in ((p, "p"), (p_source, "source")):
+        if arr.shape != (n_c, n_k):
+            raise PackError(f"likelihoods.json: {name} has shape {arr.shape}, expected {(n_c, n_k)}")
+    if not np.all((p > 0) & (p < 1)):
+        raise PackError("likelihoods.json: probabilities must lie strictly between 0 and 1 (smoothed)")
+    if p_age.shape != (n_c, len(age_bands)) or p_sex.shape != (n_c, 2):
+        raise PackError("likelihoods.json: age/sex tables do not match the conditions")
+    for f in findings:
+        if f.kind not in KINDS:
+            raise PackError(f"finding {f.code}: unknown kind {f.kind!r}")
+        if f.parent is not None and f.parent not in f_index:
+            raise PackError(f"finding {f.code}: unknown parent {f.parent!r}")
+    for c in conditions:
+        if c.triage not in TRIAGE_LEVELS:
+            raise PackError(f"condition {c.code}: unknown triage level {c.triage!r}")
+    for r in red_flags:
+        if any(code not in f_index for code, _ in r.when) or r.level not in TRIAGE_LEVELS:
+            raise PackError(f"red flag {r.id}: unknown finding or level")
+    diff_path = root / "differential_model.json"
+    diff_model = _read_json(diff_path) if diff_path.exists() else None
+    alias_path = root / "aliases_fr.json"
+    aliases = _read_json(alias_path) if alias_path.exists() else None
+    return Pack(
+        name=meta["name"],
+        version=meta["version"],
+        meta=meta,
+        findings=findings,
+        conditions=conditions,
+        red_flags=red_flags,
+        col_finding=col_finding,
+        col_value=col_value,
+        p=p,
+        p_source=p_source,
+        age_bands=age_bands,
+        p_age=p_age,
+        p_sex=p_sex,
+        differential_model=diff_model,
+        aliases=aliases,
+    )
+
+
+PACKS_DIR = Path(__file__).parent / "packs"
+
+
+def available_packs() -> list[str]:
+    """Names of the packs shipped inside the package."""
+    return sorted(p.name for p in PACKS_DIR.iterdir() if (p / "pack.json").exists())
+
+
+_CACHE: dict[str, Pack] = {}
+
+
+def load_pack(name_or_path: str | Path = "ddxplus") -> Pack:
+    """Load a shipped pack by name, or a pack folder by path (cached per path)."""
+    key = str(name_or_path)
+    if key not in _CACHE:
+        candidate = PACKS_DIR / key
+        path = candidate if (candidate / "pack.json").exists() else Path(key)
+        _CACHE[key] = load_pack_dir(path)
+    return _CACHE[key]
