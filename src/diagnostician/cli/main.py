@@ -122,13 +122,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from diagnostician.consult.cases import load_case
     from diagnostician.knowledge.schema import load_pack
 
+    _check_budget(args.max_questions)
     pack = load_pack(args.pack)
     path = CASES_DIR / f"{args.case}.json"
     if not path.exists():
         names = ", ".join(sorted(p.stem for p in CASES_DIR.glob("*.json")))
         raise InputError(f"no demo case {args.case!r}; available: {names}")
     case = load_case(path, pack)
-    con = _console()
+    con = _console(stderr=args.json)
     con.print(f"[bold]diagnostician {__version__}[/] — demo consultation on the {pack.name} pack {pack.version}\n")
     out = _play_case(case, pack, args.max_questions, show=not args.json, con=con)
     if args.json:
@@ -141,13 +142,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _atomic_save(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so that a crash leaves either the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise InputError(f"cannot save the consultation to {path}: {exc}") from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _check_budget(n: int) -> None:
+    if not 1 <= n <= 223:
+        raise InputError("--max-questions must lie between 1 and 223")
 
 
 def _ask(con: Any, prompt: str) -> str | None:
@@ -224,6 +240,7 @@ def cmd_consult(args: argparse.Namespace) -> int:
     from diagnostician.engine import InquiryPolicy
     from diagnostician.knowledge.schema import load_pack
 
+    _check_budget(args.max_questions)
     pack = load_pack(args.pack)
     con = _console(stderr=args.json)
     if args.case:
@@ -313,10 +330,13 @@ def cmd_bench_ddxplus(args: argparse.Namespace) -> int:
     """Run the interactive DDXPlus benchmark on one or more patient files."""
     from diagnostician.bench.ddxplus import BenchConfig, markdown, run_file, write_report
 
-    if args.max_questions < 1 or args.max_questions > 223:
-        raise InputError("--max-questions must lie between 1 and 223")
+    _check_budget(args.max_questions)
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out} exists and is not a folder")
     config = BenchConfig(pack=args.pack, max_questions=args.max_questions, ceiling=not args.no_ceiling)
     summaries = {}
     for path in args.cases:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diagnostician.engine.posterior import AnswerValue
+from diagnostician.dialogue.answers import as_answer
+from diagnostician.engine.posterior import AnswerValue, check_age, normalise_sex, validate_answer
 from diagnostician.errors import CaseFileError, InputError
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Pack
 
@@ -72,9 +73,17 @@ def case_from_dict(data: Any, pack: Pack, where: str = "case") -> Case:
     complaints, findings = data["complaints"], data.get("findings", {})
     if not isinstance(complaints, dict) or not complaints or not isinstance(findings, dict):
         raise CaseFileError(f"{where}: 'complaints' (non-empty) and 'findings' must be objects of finding code -> answer")
-    for code in list(complaints) + list(findings):
-        pack.finding(code)  # raises UnknownFindingError with the code
+    for code, value in list(complaints.items()) + list(findings.items()):
+        f = pack.finding(code)  # raises UnknownFindingError with the code
+        try:
+            validate_answer(pack, as_answer(f, value))
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from exc
+    if isinstance(data["age"], bool) or not isinstance(data["age"], (int, float)):
+        raise InputError(f"{where}: 'age' must be a number of years")
+    check_age(data["age"])
+    normalise_sex(str(data["sex"]))
     unlisted = data.get("unlisted", "absent")
     if unlisted not in ("absent", "unknown"):
         raise InputError(f"{where}: 'unlisted' must be 'absent' or 'unknown'")
-    return Case(data["age"], data["sex"], dict(complaints), dict(findings), unlisted, str(data.get("title", "")))
+    return Case(data["age"], data["sex"], dict(complaints), dict(findings), unlisted, str(data.get("title") or ""))

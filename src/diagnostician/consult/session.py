@@ -86,7 +86,7 @@ class Consultation:
                 if len(self.state.answers) >= budget:
                     self.stop_reason = f"question budget of {self.policy.max_questions} reached"
                 else:
-                    reason = should_stop(self.pack, self.state, self.policy).reason
+                    reason = should_stop(self.pack, self.state, self.policy, max_questions=budget).reason
                     self.stop_reason = reason or "no question left worth asking"
             self.pending = q
         return self.pending
@@ -106,13 +106,13 @@ class Consultation:
         return self._record(code, value)
 
     def _record(self, code: str, value: object) -> TurnResult:
-        before = {r.id for r in fired_red_flags(self.pack, self.state)}
         ans = as_answer(self.pack.finding(code), value)
         self.state = update(self.pack, self.state, ans)  # validates first: a bad answer leaves the state as it was
         self.pending = None
         self.finished = False
         self.stop_reason = ""
-        new = tuple(r for r in fired_red_flags(self.pack, self.state) if r.id not in before)
+        # The finding was unanswered before, so a flag that involves it cannot have fired earlier.
+        new = tuple(r for r in fired_red_flags(self.pack, self.state) if any(c == code for c, _ in r.when))
         return TurnResult(self.state.answers[-1], new)
 
     def undo(self) -> Answer:
@@ -155,6 +155,9 @@ class Consultation:
         if not isinstance(data, Mapping) or data.get("format") != SESSION_FORMAT:
             raise InputError(f"not a saved consultation (format {SESSION_FORMAT} expected)")
         pk = load_pack(pack) if isinstance(pack, str) else pack
+        saved = data.get("pack") or {}
+        if saved.get("name") != pk.name:
+            raise InputError(f"saved consultation belongs to pack {saved.get('name')!r}, not {pk.name!r}")
         try:
             answers = [as_answer(pk.finding(a["code"]), a["value"]) for a in data["answers"]]
             state = start(pk, data["age"], data["sex"])

@@ -57,71 +57,82 @@ class StopDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """Per-pack arrays for scoring, computed once. Columns of one finding are contiguous."""
+
+    starts: np.ndarray  # first column of each finding (for reduceat)
+    bern: np.ndarray  # indices of presence columns (binary findings, multi-choice values)
+    cat: np.ndarray  # indices of categorical value columns
+    h_cell: np.ndarray  # (C, K) conditional entropy contribution of each cell
+    cat_finding: np.ndarray  # (F,) finding is categorical
+    present_col: np.ndarray  # (K,) column means "present" (not a categorical default)
+    parent: np.ndarray  # (F,) parent finding index or −1
+
+
 @lru_cache(maxsize=8)
-def _cell_tables(pack: Pack) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cell conditional entropies, a categorical-column mask, the default column of each finding."""
+def _tables(pack: Pack) -> _Tables:
     p = pack.p
-    cat = np.array([pack.findings[f].kind == CATEGORICAL for f in pack.col_finding])
-    bern_h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
-    cat_h = -p * np.log(p)
-    h_cell = np.where(cat[None, :], cat_h, bern_h)
-    # Probability that an answer reports "present": binary/multi columns are presence columns;
-    # a categorical finding is "present" when its value is not the default.
-    present_col = np.ones(p.shape[1], dtype=bool)
-    for j, (f, v) in enumerate(zip(pack.col_finding, pack.col_value)):
-        if cat[j] and v == pack.findings[f].default:
-            present_col[j] = False
-    parent = np.array(
-        [pack.finding_index[f.parent] if f.parent is not None else -1 for f in pack.findings], dtype=int
+    cat_col = np.array([pack.findings[f].kind == CATEGORICAL for f in pack.col_finding])
+    h_cell = np.where(cat_col[None, :], -p * np.log(p), -(p * np.log(p) + (1 - p) * np.log1p(-p)))
+    present_col = ~np.array([cat_col[j] and v == pack.findings[f].default for j, (f, v) in enumerate(zip(pack.col_finding, pack.col_value))])
+    parent = np.array([pack.finding_index[f.parent] if f.parent is not None else -1 for f in pack.findings], dtype=int)
+    starts = np.searchsorted(pack.col_finding, np.arange(len(pack.findings)))
+    return _Tables(
+        starts=starts,
+        bern=np.where(~cat_col)[0],
+        cat=np.where(cat_col)[0],
+        h_cell=h_cell,
+        cat_finding=np.array([f.kind == CATEGORICAL for f in pack.findings]),
+        present_col=present_col,
+        parent=parent,
     )
-    return h_cell, cat, present_col, parent
 
 
-def _col_entropy(a: np.ndarray, cat: np.ndarray) -> np.ndarray:
-    a = np.clip(a, 1e-12, 1 - 1e-12)
-    return np.where(cat, -a * np.log(a), -(a * np.log(a) + (1 - a) * np.log1p(-a)))
-
-
-def _per_finding(pack: Pack, col_values: np.ndarray) -> np.ndarray:
-    return np.bincount(pack.col_finding, weights=col_values, minlength=len(pack.findings))
+def _entropy_cols(t: _Tables, a: np.ndarray) -> np.ndarray:
+    """Per-column answer entropy terms: binary entropy for presence columns, −a log a for categorical ones."""
+    a = np.minimum(np.maximum(a, 1e-12), 1 - 1e-12)
+    out = np.empty(a.shape)
+    ab = a[..., t.bern]
+    out[..., t.bern] = -(ab * np.log(ab) + (1 - ab) * np.log1p(-ab))
+    ac = a[..., t.cat]
+    out[..., t.cat] = -ac * np.log(ac)
+    return out
 
 
 def askable(pack: Pack, state: State) -> np.ndarray:
     """Mask of findings that may be asked now (unanswered, parent answered present)."""
-    _, _, _, parent = _cell_tables(pack)
+    t = _tables(pack)
     mask = np.ones(len(pack.findings), dtype=bool)
     positive = np.zeros(len(pack.findings), dtype=bool)
     for a in state.answers:
         i = pack.finding_index[a.code]
         mask[i] = False
         positive[i] = a.is_positive(pack)
-    has_parent = parent >= 0
-    mask[has_parent] &= positive[parent[has_parent]]
+    has_parent = t.parent >= 0
+    mask[has_parent] &= positive[t.parent[has_parent]]
     return mask
 
 
 def scores(pack: Pack, p: np.ndarray, danger: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(IG, safety gain, P(present)) of every finding under posterior p; all vectorised over findings."""
-    h_cell, cat, present_col, _ = _cell_tables(pack)
-    a = p @ pack.p
-    col_ig = _col_entropy(a, cat) - p @ h_cell
-    h_post = float(-(p * np.log(np.clip(p, 1e-300, 1))).sum())
-    ig = np.minimum(_per_finding(pack, col_ig), h_post)
+    t = _tables(pack)
+    a = p @ pack.p  # P(column) under the posterior (two matrix-vector products beat one tiny matrix product)
+    h_a = _entropy_cols(t, a)
+    h_post = float(-(p * np.log(np.maximum(p, 1e-300))).sum())
+    ig = np.minimum(np.add.reduceat(h_a - p @ t.h_cell, t.starts), h_post)
     p_d = float(p[danger].sum())
-    if 1e-9 < p_d < 1 - 1e-9:
-        a_d = (p * danger) @ pack.p / p_d
-        a_n = (p * ~danger) @ pack.p / (1 - p_d)
-        col_s = _col_entropy(a, cat) - p_d * _col_entropy(a_d, cat) - (1 - p_d) * _col_entropy(a_n, cat)
+    if 1e-6 < p_d < 1 - 1e-6:
+        a_d = (p * danger) @ pack.p  # P(column, dangerous)
+        col_s = h_a - p_d * _entropy_cols(t, a_d / p_d) - (1 - p_d) * _entropy_cols(t, (a - a_d) / (1 - p_d))
         h_d = -(p_d * np.log(p_d) + (1 - p_d) * np.log(1 - p_d))
-        safety = np.clip(_per_finding(pack, col_s), 0, h_d)
+        safety = np.minimum(np.maximum(np.add.reduceat(col_s, t.starts), 0.0), h_d)
     else:
         safety = np.zeros(len(pack.findings))
-    # P(present): binary → a; categorical → 1 − P(default); multi → 1 − Π_v (1 − a_v) approximated
-    # by the largest value share (a lower bound that keeps the computation vectorised).
-    pres = np.zeros(len(pack.findings))
-    np.maximum.at(pres, pack.col_finding[present_col & ~cat], a[present_col & ~cat])
-    cat_present = _per_finding(pack, np.where(cat & present_col, a, 0.0))
-    pres = np.maximum(pres, cat_present)
+    # P(present): binary → a; categorical → 1 − P(default); multi-choice → the largest value's
+    # share (a lower bound of 1 − Π(1 − a_v) that keeps this vectorised).
+    a_present = np.where(t.present_col, a, 0.0)
+    pres = np.where(t.cat_finding, np.add.reduceat(a_present, t.starts), np.maximum.reduceat(a_present, t.starts))
     return ig, safety, pres
 
 
@@ -130,11 +141,17 @@ def dangerous(pack: Pack, policy: InquiryPolicy) -> np.ndarray:
     return pack.triage_rank <= policy.danger_rank
 
 
-def should_stop(pack: Pack, state: State, policy: InquiryPolicy, p: np.ndarray | None = None) -> StopDecision:
-    """Whether the diagnostic phase is done (confident, no dangerous rival, or nothing worth asking)."""
+def should_stop(
+    pack: Pack, state: State, policy: InquiryPolicy, p: np.ndarray | None = None, max_questions: int | None = None
+) -> StopDecision:
+    """Whether the diagnostic phase is done (budget reached, or confident with no dangerous rival).
+
+    max_questions is the budget in answers held by the state (default policy.max_questions);
+    a consultation passes its up-front findings plus the policy's budget.
+    """
     p = posterior(state) if p is None else p
-    n_asked = len(state.answers)
-    if n_asked >= policy.max_questions:
+    budget = policy.max_questions if max_questions is None else max_questions
+    if len(state.answers) >= budget:
         return StopDecision(True, f"question budget of {policy.max_questions} reached")
     top = int(np.argmax(p))
     danger = dangerous(pack, policy)
@@ -158,7 +175,7 @@ def next_question(pack: Pack, state: State, policy: InquiryPolicy = InquiryPolic
     ig, safety, pres = scores(pack, p, danger)
     score = np.where(mask, ig + policy.safety_weight * safety, -np.inf)
     best = int(np.argmax(score))
-    diag_done = should_stop(pack, state, policy, p).stop or score[best] < policy.min_gain
+    diag_done = should_stop(pack, state, policy, p, budget).stop or score[best] < policy.min_gain
     phase = "diagnostic"
     if diag_done:
         if not policy.review:
@@ -180,14 +197,14 @@ def next_question(pack: Pack, state: State, policy: InquiryPolicy = InquiryPolic
 
 def separates(pack: Pack, p: np.ndarray, finding: int, k: int = 5) -> tuple[tuple[str, float], ...]:
     """The leading conditions and how likely each makes a 'present' answer to this finding."""
-    _, cat, present_col, _ = _cell_tables(pack)
+    t = _tables(pack)
     cols = pack.finding_columns[finding]
-    cols = cols[present_col[cols]]
+    cols = cols[t.present_col[cols]]
     if len(cols) == 0:
         return ()
     lead = np.argsort(-p)[:k]
     pres = pack.p[np.ix_(lead, cols)]
-    if cat[cols[0]]:
+    if t.cat_finding[finding]:
         val = pres.sum(axis=1)
     else:
         val = 1 - np.prod(1 - pres, axis=1)

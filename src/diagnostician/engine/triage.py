@@ -53,7 +53,7 @@ def fired_red_flags(pack: Pack, state: State) -> tuple[RedFlag, ...]:
             if a is None or not a.is_positive(pack):
                 ok = False
                 break
-            if values:
+            if values and not isinstance(a.value, bool):  # values qualify categorical / multi-choice findings only
                 got = (a.value,) if isinstance(a.value, str) else tuple(a.value or ())
                 if not set(got) & set(values):
                     ok = False

@@ -51,8 +51,10 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def _finding_entries(rel: DDXPlusRelease) -> list[dict[str, Any]]:
+def _finding_entries(rel: DDXPlusRelease, curated: dict[str, Any]) -> list[dict[str, Any]]:
     kinds = {"B": "binary", "C": "categorical", "M": "multi"}
+    questions = curated.get("question_overrides", {})
+    labels = curated.get("label_overrides", {})
     out = []
     for code, e in rel.evidences.items():
         kind = kinds[e["data_type"]]
@@ -68,8 +70,14 @@ def _finding_entries(rel: DDXPlusRelease) -> list[dict[str, Any]]:
         if kind != "binary":
             meaning = e.get("value_meaning") or {}
             vals = [str(v) for v in e["possible-values"]]
-            entry["values"] = [{"code": v, "label": meaning.get(v, {}).get("en", v)} for v in vals]
+            fixed = labels.get(code, {})
+            entry["values"] = [{"code": v, "label": fixed.get(v, meaning.get(v, {}).get("en", v))} for v in vals]
             entry["default"] = str(e["default_value"])
+            if fixed:
+                entry["source"] += "; some labels re-translated from the French original (sources/ddxplus_curated.json)"
+        if code in questions:
+            entry["question"] = questions[code]
+            entry["source"] += "; question reworded (sources/ddxplus_curated.json)"
         out.append(entry)
     return out
 
@@ -96,7 +104,7 @@ def build(data_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[st
     stats_fr = json.loads((data_dir / "ddxplus-fr" / "condition_finding_stats_fr.json").read_text(encoding="utf-8"))
     curated = json.loads((Path(__file__).parent / "sources" / "ddxplus_curated.json").read_text(encoding="utf-8"))
 
-    findings = _finding_entries(rel)
+    findings = _finding_entries(rel, curated)
     fkind = {f["code"]: f for f in findings}
     columns = _columns(findings)
     col_index = {c: i for i, c in enumerate(columns)}

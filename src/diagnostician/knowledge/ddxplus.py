@@ -118,38 +118,55 @@ class DDXPlusRelease:
         except OSError as exc:
             raise CaseFileError(f"cannot open {path}: {exc}") from exc
         with handle:
-            reader = csv.DictReader(handle)
-            need = {"AGE", "SEX", "PATHOLOGY", "INITIAL_EVIDENCE", "EVIDENCES"}
-            if reader.fieldnames is None or not need <= set(reader.fieldnames):
-                raise CaseFileError(f"{path}: not a DDXPlus patient file (columns {sorted(need)} expected)")
-            french: bool | None = None
-            for i, row in enumerate(reader):
-                if limit is not None and i >= limit:
-                    return
-                try:
-                    tokens = ast.literal_eval(row["EVIDENCES"])
-                    diff_raw = ast.literal_eval(row["DIFFERENTIAL_DIAGNOSIS"]) if row.get("DIFFERENTIAL_DIAGNOSIS") else []
-                    age = int(row["AGE"])
-                except (ValueError, SyntaxError) as exc:
-                    raise CaseFileError(f"{path}: row {i + 2} is malformed: {exc}") from exc
+            try:
+                yield from self._rows(csv.DictReader(handle), path, limit)
+            except UnicodeDecodeError as exc:
+                raise CaseFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+            except csv.Error as exc:
+                raise CaseFileError(f"{path}: not a readable CSV file ({exc})") from exc
+
+    def _rows(self, reader: csv.DictReader, path: Path, limit: int | None) -> Iterator[PatientRecord]:
+        need = {"AGE", "SEX", "PATHOLOGY", "INITIAL_EVIDENCE", "EVIDENCES"}
+        if reader.fieldnames is None or not need <= set(reader.fieldnames):
+            raise CaseFileError(f"{path}: not a DDXPlus patient file (columns {sorted(need)} expected)")
+        french: bool | None = None
+        for i, row in enumerate(reader):
+            if limit is not None and i >= limit:
+                return
+            where = f"{path}: row {i + 2}"
+            try:
+                tokens = ast.literal_eval(row["EVIDENCES"] or "")
+                diff_raw = ast.literal_eval(row["DIFFERENTIAL_DIAGNOSIS"]) if row.get("DIFFERENTIAL_DIAGNOSIS") else []
+                age = int(row["AGE"] or "")
+                if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                    raise ValueError("EVIDENCES must be a list of evidence codes")
+                if not isinstance(diff_raw, list) or not all(isinstance(d, (list, tuple)) and len(d) == 2 for d in diff_raw):
+                    raise ValueError("DIFFERENTIAL_DIAGNOSIS must be a list of [condition, probability] pairs")
                 if french is None:
-                    french = row["INITIAL_EVIDENCE"] not in self.evidences
-                pathology = row["PATHOLOGY"]
-                initial = row["INITIAL_EVIDENCE"]
-                if french:
-                    pathology = self.fr_to_en_condition.get(pathology, pathology)
-                    initial = self.fr_to_en_evidence.get(initial, initial)
-                    diff = tuple((self.fr_to_en_condition.get(n, n), float(p)) for n, p in diff_raw)
-                else:
-                    diff = tuple((str(n), float(p)) for n, p in diff_raw)
-                if pathology not in self.conditions:
-                    raise CaseFileError(f"{path}: row {i + 2}: unknown pathology {row['PATHOLOGY']!r}")
-                yield PatientRecord(
-                    age=age,
-                    sex=row["SEX"].strip().upper(),
-                    pathology=pathology,
-                    initial_evidence=initial,
-                    evidences=self.parse_evidences(tokens, french=bool(french)),
-                    differential=diff,
-                    row=i,
-                )
+                    french = row["INITIAL_EVIDENCE"] not in self.evidences and row["INITIAL_EVIDENCE"] in self.fr_to_en_evidence
+                names = self.fr_to_en_condition if french else {}
+                diff = tuple((names.get(str(n), str(n)), float(p)) for n, p in diff_raw)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+                raise CaseFileError(f"{where} is malformed: {exc}") from exc
+            pathology = row["PATHOLOGY"]
+            initial = row["INITIAL_EVIDENCE"]
+            if french:
+                pathology = self.fr_to_en_condition.get(pathology, pathology)
+                initial = self.fr_to_en_evidence.get(initial, initial)
+            if pathology not in self.conditions:
+                raise CaseFileError(f"{where}: unknown pathology {row['PATHOLOGY']!r}")
+            if initial not in self.evidences:
+                raise CaseFileError(f"{where}: unknown initial evidence {row['INITIAL_EVIDENCE']!r}")
+            try:
+                evidences = self.parse_evidences(tokens, french=bool(french))
+            except CaseFileError as exc:
+                raise CaseFileError(f"{where}: {exc}") from exc
+            yield PatientRecord(
+                age=age,
+                sex=(row["SEX"] or "").strip().upper(),
+                pathology=pathology,
+                initial_evidence=initial,
+                evidences=evidences,
+                differential=diff,
+                row=i,
+            )

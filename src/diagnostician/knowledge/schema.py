@@ -183,6 +183,7 @@ def load_pack_dir(path: str | Path) -> Pack:
         raise PackError(f"pack folder not found: {root}")
     meta = _read_json(root / "pack.json")
     tables = _read_json(root / "likelihoods.json")
+    pack_name, pack_version = _require(meta, "name", "pack.json"), _require(meta, "version", "pack.json")
     if _require(meta, "format", "pack.json") != PACK_FORMAT:
         raise PackError(f"pack.json: unsupported format {meta.get('format')!r}, expected {PACK_FORMAT}")
     try:
@@ -233,11 +234,30 @@ def load_pack_dir(path: str | Path) -> Pack:
     except (KeyError, TypeError, ValueError) as exc:
         raise PackError(f"malformed pack {root}: {exc!r}") from exc
     f_index = {f.code: i for i, f in enumerate(findings)}
+    for f in findings:
+        if f.kind not in KINDS:
+            raise PackError(f"finding {f.code}: unknown kind {f.kind!r}")
+        if f.parent is not None and f.parent not in f_index:
+            raise PackError(f"finding {f.code}: unknown parent {f.parent!r}")
     try:
         col_finding = np.array([f_index[c[0]] for c in columns], dtype=np.int32)
+        col_value = tuple(c[1] for c in columns)
     except KeyError as exc:
         raise PackError(f"likelihoods.json: column of unknown finding {exc}") from exc
-    col_value = tuple(c[1] for c in columns)
+    except (IndexError, TypeError) as exc:
+        raise PackError("likelihoods.json: each column is [finding code, value or null]") from exc
+    if np.any(np.diff(col_finding) < 0) or len(set(col_finding.tolist())) != len(findings):
+        raise PackError("likelihoods.json: columns must be grouped by finding, in finding order, each finding with at least one column")
+    for fi, f in enumerate(findings):
+        got = [col_value[j] for j in np.where(col_finding == fi)[0]]
+        if f.kind == BINARY:
+            want: list[str | None] = [None]
+        elif f.kind == CATEGORICAL:
+            want = list(f.values)
+        else:
+            want = [v for v in f.values if v != f.default]
+        if got != want:
+            raise PackError(f"likelihoods.json: columns of {f.code} are {got}, expected {want}")
     n_c, n_k = len(conditions), len(columns)
     for arr, name in ((p, "p"), (p_source, "source")):
         if arr.shape != (n_c, n_k):
@@ -246,11 +266,6 @@ def load_pack_dir(path: str | Path) -> Pack:
         raise PackError("likelihoods.json: probabilities must lie strictly between 0 and 1 (smoothed)")
     if p_age.shape != (n_c, len(age_bands)) or p_sex.shape != (n_c, 2):
         raise PackError("likelihoods.json: age/sex tables do not match the conditions")
-    for f in findings:
-        if f.kind not in KINDS:
-            raise PackError(f"finding {f.code}: unknown kind {f.kind!r}")
-        if f.parent is not None and f.parent not in f_index:
-            raise PackError(f"finding {f.code}: unknown parent {f.parent!r}")
     for c in conditions:
         if c.triage not in TRIAGE_LEVELS:
             raise PackError(f"condition {c.code}: unknown triage level {c.triage!r}")
@@ -262,8 +277,8 @@ def load_pack_dir(path: str | Path) -> Pack:
     alias_path = root / "aliases_fr.json"
     aliases = _read_json(alias_path) if alias_path.exists() else None
     return Pack(
-        name=meta["name"],
-        version=meta["version"],
+        name=str(pack_name),
+        version=str(pack_version),
         meta=meta,
         findings=findings,
         conditions=conditions,
