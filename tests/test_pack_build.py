@@ -25,3 +25,27 @@ def test_shipped_pack_is_smoothed_and_traceable(pack) -> None:
     assert {str(s) for s in set(pack.p_source.ravel().tolist())} <= set(legend)
     assert all(c.source for c in pack.conditions)
     assert all(r.basis for r in pack.red_flags)
+
+
+@needs_shared
+def test_shipped_differential_model_equals_training(tmp_path: Path) -> None:
+    """Retraining from the dev file reproduces the shipped model and its fold models (to rounding)."""
+    import json
+
+    import numpy as np
+
+    from conftest import EN_DEV
+    from diagnostician.bench.train_differential import FOLDS, train
+
+    shipped = schema.PACKS_DIR / "ddxplus"
+    model, folds = train(shipped, EN_DEV)
+    ship_model = json.loads((shipped / "differential_model.json").read_text(encoding="utf-8"))
+    ship_folds = json.loads((shipped / "differential_folds.json").read_text(encoding="utf-8"))
+    assert model["threshold"] == ship_model["threshold"] and folds["folds"] == ship_folds["folds"] == FOLDS
+
+    def flat(conditions: dict) -> np.ndarray:
+        return np.concatenate([np.r_[v["intercept"], v["w_evidence"], v["w_features"]] for v in conditions.values()])
+
+    np.testing.assert_allclose(flat(model["conditions"]), flat(ship_model["conditions"]), atol=1e-4)
+    for mine, theirs in zip(folds["models"], ship_folds["models"]):
+        np.testing.assert_allclose(flat(mine), flat(theirs), atol=1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterator
@@ -85,10 +85,35 @@ def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str
     return result
 
 
-def _run_chunk(args: tuple[BenchConfig, list[PatientRecord]]) -> list[dict[str, Any]]:
-    config, records = args
+_FOLD_PACKS: dict[tuple[str, str], list[Pack] | None] = {}
+
+
+def fold_packs(pack: Pack, case_file: str) -> list[Pack] | None:
+    """Pack variants whose differential model never saw a given row of case_file (None if the file was not trained on).
+
+    The differential model is trained on the English dev file; scoring those rows with it would be
+    in-sample. Its fold models (differential_folds.json) were each trained without one fold.
+    """
+    key = (str(pack.root), Path(case_file).name)
+    if key not in _FOLD_PACKS:
+        path = pack.root / "differential_folds.json" if pack.root else None
+        variants = None
+        if path is not None and path.exists():
+            spec = json.loads(path.read_text(encoding="utf-8"))
+            if spec.get("file") == Path(case_file).name:
+                head = {k: v for k, v in spec.items() if k not in ("models", "file")}
+                variants = [replace(pack, differential_model=dict(head, conditions=m)) for m in spec["models"]]
+        _FOLD_PACKS[key] = variants
+    return _FOLD_PACKS[key]
+
+
+def _run_chunk(args: tuple[BenchConfig, str, list[PatientRecord]]) -> list[dict[str, Any]]:
+    config, case_file, records = args
     pack = load_pack(config.pack)
-    return [run_case(pack, r, config) for r in records]
+    variants = fold_packs(pack, case_file)
+    if variants is None:
+        return [run_case(pack, r, config) for r in records]
+    return [run_case(variants[r.row % len(variants)], r, config) for r in records]
 
 
 def _chunks(records: list[PatientRecord], size: int) -> Iterator[list[PatientRecord]]:
@@ -120,13 +145,13 @@ def run_file(
     try:
         if workers > 1 and len(chunks) > 1:
             with get_context("fork").Pool(workers) as pool:
-                for part in pool.imap(_run_chunk, [(config, ch) for ch in chunks]):
+                for part in pool.imap(_run_chunk, [(config, str(path), ch) for ch in chunks]):
                     results.extend(part)
                     if progress_bar:
                         progress_bar.advance(task, len(part))
         else:
             for ch in chunks:
-                part = _run_chunk((config, ch))
+                part = _run_chunk((config, str(path), ch))
                 results.extend(part)
                 if progress_bar:
                     progress_bar.advance(task, len(part))
@@ -143,7 +168,13 @@ def run_file(
         "summary": summary,
         "held_out": summarize(held) if held else {"cases": 0},
         "fit_fold_rows": len(results) - len(held),
-        "config": {"pack": f"{pack.name} {pack.version}", "max_questions": config.max_questions, "limit": limit, "ceiling": config.ceiling},
+        "config": {
+            "pack": f"{pack.name} {pack.version}",
+            "max_questions": config.max_questions,
+            "limit": limit,
+            "ceiling": config.ceiling,
+            "differential_model": "cross-fitted fold models (this file trained the model)" if fold_packs(pack, str(path)) else "shipped model",
+        },
         "cases": results,
     }
 
@@ -176,7 +207,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"### {Path(report['file']).name}",
         "",
         f"pack {report['config']['pack']}, at most {report['config']['max_questions']} questions; "
-        f"held-out = rows outside the fit fold ({report['fit_fold_rows']} fit-fold rows).",
+        f"held-out = rows outside the pack's fit fold ({report['fit_fold_rows']} fit-fold rows); "
+        f"differential model: {report['config']['differential_model']}.",
         "",
         "| metric | all cases | held-out cases |",
         "|---|---|---|",
@@ -205,8 +237,3 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     md.write_text(markdown(report), encoding="utf-8")
     return js, md
 
-
-def latency_percentiles(reports: list[dict[str, Any]]) -> dict[str, float]:
-    """p50/p99 turn latency pooled across reports."""
-    lat = np.concatenate([np.asarray(c["latencies_ms"]) for r in reports for c in r["cases"]] or [np.zeros(1)])
-    return {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}

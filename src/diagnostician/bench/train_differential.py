@@ -1,11 +1,12 @@
 """Learn the pack's differential model from the reference differentials of fit-fold DDXPlus patients.
 
-Each fit-fold patient is consulted by the engine exactly as in the benchmark (same simulator, same
-question policy); at the end, every condition gives one training row: inputs = the evidence vector
-and the condition's features (engine.differential), label = the condition is in the patient's
-reference differential with probability ≥ 0.01. One L2-regularised logistic regression per
-condition is fitted by Newton's method (penalty ½‖w‖²/C, intercept unpenalised). The inclusion
-threshold is chosen by 2-fold cross-fitting inside the fit fold, so held-out rows are never used.
+Each patient of the English dev file is consulted by the engine exactly as in the benchmark (same
+simulator, same question policy); at the end, every condition gives one training row: inputs = the
+evidence vector and the condition's features (engine.differential), label = the condition is in the
+patient's reference differential with probability ≥ 0.01. One L2-regularised logistic regression
+per condition is fitted by Newton's method (penalty ½‖w‖²/C, intercept unpenalised). The inclusion
+threshold and the reported DDF1 come from K-fold cross-fitting; the fold models ship beside the
+model so that the benchmark scores every dev row with a model that never saw it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from diagnostician.bench.simulator import DDXPlusPatient
 from diagnostician.consult import Consultation
 from diagnostician.engine import InquiryPolicy
 from diagnostician.engine.differential import FEATURES, evidence_vector, features
-from diagnostician.knowledge.build_ddxplus import in_fit_fold
 from diagnostician.knowledge.ddxplus import DDXPlusRelease
 from diagnostician.knowledge.schema import load_pack_dir
 
@@ -53,14 +53,12 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = L2_C, iters: int = 50)
 
 
 def collect(pack_dir: str | Path, cases: str | Path, max_questions: int = 30) -> dict[str, Any]:
-    """Consult every fit-fold patient of the English dev file; return inputs and labels."""
+    """Consult every patient of a DDXPlus file as the benchmark does; return inputs and labels."""
     pack = load_pack_dir(pack_dir)
     rel = DDXPlusRelease.from_pack(pack)
     ev, ft, lab, rows, top = [], [], [], [], []
     names = [c.code for c in pack.conditions]
     for rec in rel.read_patients(cases):
-        if not in_fit_fold(Path(cases).name, rec.row):
-            continue
         patient = DDXPlusPatient(pack, rec)
         cons = Consultation.begin(rec.age, rec.sex, patient.opening(), pack=pack, policy=InquiryPolicy(max_questions=max_questions))
         while (q := cons.next_question()) is not None:
@@ -111,33 +109,61 @@ def ddf1(prob: np.ndarray, labels: np.ndarray, top: np.ndarray, threshold: float
     return float(2 * r * p / (r + p)) if r + p else 0.0
 
 
-def train(pack_dir: str | Path, cases: str | Path) -> dict[str, Any]:
-    """Train the differential model; return its JSON form."""
+FOLDS = 4
+
+
+def fold_of(row: int) -> int:
+    """Cross-fitting fold of a patient row (row index modulo FOLDS)."""
+    return row % FOLDS
+
+
+def _model_json(pack: Any, w_e: np.ndarray, w_f: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    r6 = lambda a: [float(f"{x:.6g}") for x in a]  # noqa: E731
+    return {
+        c.code: {"intercept": float(f"{b[i]:.6g}"), "w_evidence": r6(w_e[i]), "w_features": r6(w_f[i])}
+        for i, c in enumerate(pack.conditions)
+    }
+
+
+def train(pack_dir: str | Path, cases: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the differential model on every row; return (model JSON, fold-models JSON).
+
+    Rows are split into FOLDS folds by row index; the model of fold k is trained without fold k.
+    Cross-fitted predictions (each row by the model that did not see it) choose the threshold and
+    give the honest DDF1; the benchmark uses the fold models on this file for the same reason.
+    """
     data = collect(pack_dir, cases)
     pack = data["pack"]
     n = len(data["rows"])
-    half = (data["rows"] // 2) % 2 == 0  # two folds inside the fit fold (rows are even there)
+    folds = np.array([fold_of(int(r)) for r in data["rows"]])
     cross = np.zeros_like(data["labels"])
-    for fold in (half, ~half):
-        w_e, w_f, b = fit_all(data, np.where(~fold)[0])
-        cross[fold] = predict(w_e, w_f, b, data["evidence"][fold], data["features"][fold])
+    fold_models = []
+    for k in range(FOLDS):
+        w_e, w_f, b = fit_all(data, np.where(folds != k)[0])
+        cross[folds == k] = predict(w_e, w_f, b, data["evidence"][folds == k], data["features"][folds == k])
+        fold_models.append(_model_json(pack, w_e, w_f, b))
     scores = {float(t): ddf1(cross, data["labels"], data["top"], t) for t in THRESHOLDS}
     threshold = max(scores, key=lambda t: scores[t])
     w_e, w_f, b = fit_all(data, np.arange(n))
-    r6 = lambda a: [float(f"{x:.6g}") for x in a]  # noqa: E731
-    return {
+    head = {
         "about": "Per-condition L2 logistic model of 'belongs in the reference differential' (see diagnostician.engine.differential).",
-        "trained_on": f"{n} fit-fold rows of {Path(cases).name} (even rows); labels: reference differential conditions with p >= {REF_THRESHOLD}",
-        "method": __doc__.strip().splitlines()[0] + f" C={L2_C}; threshold by 2-fold cross-fitting inside the fit fold.",
+        "trained_on": f"all {n} rows of {Path(cases).name}; labels: reference differential conditions with p >= {REF_THRESHOLD}",
+        "method": __doc__.strip().splitlines()[0] + f" C={L2_C}; threshold by {FOLDS}-fold cross-fitting (fold = row index mod {FOLDS}).",
         "cross_fitted_ddf1": {str(k): round(v, 4) for k, v in scores.items()},
         "features": list(FEATURES),
         "evidence_inputs": [f.code for f in pack.findings] + ["age/50", "male"],
         "threshold": threshold,
-        "conditions": {
-            c.code: {"intercept": float(f"{b[i]:.6g}"), "w_evidence": r6(w_e[i]), "w_features": r6(w_f[i])}
-            for i, c in enumerate(pack.conditions)
-        },
     }
+    model = dict(head, conditions=_model_json(pack, w_e, w_f, b))
+    folds_json = dict(
+        head,
+        about="Fold models for honest benchmarking: the model of fold k was trained without the rows of fold k.",
+        file=Path(cases).name,
+        folds=FOLDS,
+        fold_of_row=f"row index (0-based, data rows) mod {FOLDS}",
+        models=fold_models,
+    )
+    return model, folds_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pack", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"))
     ap.add_argument("--cases", default="../shared/data/ddxplus/patients_test_en_dev.csv")
     args = ap.parse_args(argv)
-    model = train(args.pack, args.cases)
+    model, folds = train(args.pack, args.cases)
     out = Path(args.pack) / "differential_model.json"
     out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+    (Path(args.pack) / "differential_folds.json").write_text(json.dumps(folds) + "\n", encoding="utf-8")
     best = model["cross_fitted_ddf1"][str(model["threshold"])]
     print(f"wrote {out} (threshold {model['threshold']}, cross-fitted DDF1 {best})")
 

@@ -173,6 +173,18 @@ def _ask(con: Any, prompt: str) -> str | None:
         return None
 
 
+def _ask_valid(con: Any, prompt: str, parse: Any) -> Any:
+    """Ask until parse accepts the text; None at end of input."""
+    while True:
+        text = _ask(con, prompt)
+        if text is None:
+            return None
+        try:
+            return parse(text)
+        except InputError as exc:
+            con.print(f"[yellow]{exc}[/]")
+
+
 def _choose_complaint(con: Any, pack: Any) -> str | None:
     """Let the person name the main complaint: a menu of common ones, or a word to search questions."""
     common = [c for c in pack.meta.get("common_complaints", []) if c in pack.finding_index]
@@ -238,6 +250,7 @@ def cmd_consult(args: argparse.Namespace) -> int:
     from diagnostician.consult import Consultation
     from diagnostician.consult.cases import load_case
     from diagnostician.engine import InquiryPolicy
+    from diagnostician.engine.posterior import check_age, normalise_sex
     from diagnostician.knowledge.schema import load_pack
 
     _check_budget(args.max_questions)
@@ -263,28 +276,10 @@ def cmd_consult(args: argparse.Namespace) -> int:
     else:
         con.print("[bold]diagnostician[/] — a consultation to help you decide what to do next.")
         con.print(f"[italic]{_notice()}[/]")
-        age = args.age
-        while age is None:
-            text = _ask(con, "Age in years: ")
-            if text is None:
-                return EXIT_OK
-            try:
-                from diagnostician.engine.posterior import check_age
-
-                age = check_age(text)
-            except InputError as exc:
-                con.print(f"[yellow]{exc}[/]")
-        sex = args.sex
-        while sex is None:
-            text = _ask(con, "Sex (F/M): ")
-            if text is None:
-                return EXIT_OK
-            try:
-                from diagnostician.engine.posterior import normalise_sex
-
-                sex = normalise_sex(text)
-            except InputError as exc:
-                con.print(f"[yellow]{exc}[/]")
+        age = args.age if args.age is not None else _ask_valid(con, "Age in years: ", check_age)
+        sex = args.sex if args.sex is not None else _ask_valid(con, "Sex (F/M): ", normalise_sex)
+        if age is None or sex is None:
+            return EXIT_OK
         complaints = list(args.complaint or [])
         if not complaints:
             chosen = _choose_complaint(con, pack)
@@ -390,6 +385,20 @@ def cmd_pack_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pack_train(args: argparse.Namespace) -> int:
+    """Retrain the differential model (and its fold models) from DDXPlus patients with reference differentials."""
+    from diagnostician.bench.train_differential import train
+
+    if not Path(args.cases).is_file():
+        raise InputError(f"case file not found: {args.cases}")
+    model, folds = train(args.out, args.cases)
+    Path(args.out, "differential_model.json").write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+    Path(args.out, "differential_folds.json").write_text(json.dumps(folds) + "\n", encoding="utf-8")
+    best = model["cross_fitted_ddf1"][str(model["threshold"])]
+    print(f"wrote {args.out}: threshold {model['threshold']}, cross-fitted DDF1 {best}", file=sys.stderr)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- entry
 
 
@@ -441,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--data", default="../shared/data")
     pb.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"))
     pb.set_defaults(func=cmd_pack_build)
+    pt = psub.add_parser("train", help="retrain the differential model from DDXPlus patients (English dev file)")
+    pt.add_argument("--cases", default="../shared/data/ddxplus/patients_test_en_dev.csv")
+    pt.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"), help="pack folder")
+    pt.set_defaults(func=cmd_pack_train)
     return ap
 
 

@@ -34,7 +34,7 @@ FEATURES = (
 )
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _kb(pack: Pack) -> tuple[np.ndarray, np.ndarray]:
     """(C, F) masks: finding is a listed symptom / antecedent of the condition in the pack."""
     sym = np.zeros((len(pack.conditions), len(pack.findings)), dtype=bool)
@@ -146,7 +146,7 @@ class DifferentialModel:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def model_for(pack: Pack) -> DifferentialModel | None:
     """The pack's differential model, if it ships one."""
     if not pack.differential_model:

@@ -70,7 +70,7 @@ class _Tables:
     parent: np.ndarray  # (F,) parent finding index or −1
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _tables(pack: Pack) -> _Tables:
     p = pack.p
     cat_col = np.array([pack.findings[f].kind == CATEGORICAL for f in pack.col_finding])

@@ -75,7 +75,7 @@ def check_age(age: float) -> float:
     return value
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _tables(pack: Pack) -> tuple[dict[tuple[str, str | None], int], np.ndarray, np.ndarray]:
     """Column lookup, per-finding sum of log(1−p) (for multi-choice) and log(p)−log(1−p)."""
     lookup = {(pack.findings[f].code, v): j for j, (f, v) in enumerate(zip(pack.col_finding, pack.col_value))}

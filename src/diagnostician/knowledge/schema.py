@@ -95,6 +95,7 @@ class Pack:
     p_sex: np.ndarray  # (C, 2) columns F, M
     differential_model: dict[str, Any] | None = field(default=None, compare=False)
     aliases: dict[str, Any] | None = field(default=None, compare=False)  # other code systems → pack codes
+    root: Path | None = field(default=None, compare=False)  # folder the pack was loaded from
 
     @cached_property
     def finding_index(self) -> dict[str, int]:
@@ -292,6 +293,7 @@ def load_pack_dir(path: str | Path) -> Pack:
         p_sex=p_sex,
         differential_model=diff_model,
         aliases=aliases,
+        root=root,
     )
 
 
