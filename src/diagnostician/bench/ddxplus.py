@@ -15,7 +15,8 @@ import numpy as np
 from diagnostician.bench.metrics import REF_THRESHOLD, summarize
 from diagnostician.bench.simulator import DDXPlusPatient
 from diagnostician.consult import Consultation
-from diagnostician.engine import InquiryPolicy
+from diagnostician.engine import InquiryPolicy, posterior
+from diagnostician.engine.inquiry import dangerous
 from diagnostician.knowledge.build_ddxplus import in_fit_fold
 from diagnostician.knowledge.ddxplus import DDXPlusRelease, PatientRecord
 from diagnostician.knowledge.schema import Pack, load_pack
@@ -61,6 +62,9 @@ def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str
         positives += turn.answer.is_positive(pack)
     a = c.assessment(explain_top=0)
     true = pack.condition(record.pathology)
+    post = posterior(c.state)
+    rival = post * dangerous(pack, policy)
+    rival[int(np.argmax(post))] = 0.0
     result: dict[str, Any] = {
         "row": record.row,
         "pathology": record.pathology,
@@ -76,6 +80,7 @@ def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str
         "true_severity": true.severity,
         "latencies_ms": latencies,
         "stop_reason": c.stop_reason,
+        "danger_left": float(rival.sum()),  # posterior of dangerous conditions other than the top, at the end
     }
     if config.ceiling:
         full = Consultation.begin(record.age, record.sex, patient.everything(), pack=pack)
@@ -192,6 +197,7 @@ ROWS = [
     ("emergency_recall", "emergency recall", "{:.4f}"),
     ("under_triage", "under-triage", "{:.4f}"),
     ("over_triage", "over-triage", "{:.4f}"),
+    ("ended_with_danger_plausible", "ended with a dangerous rival ≥ 1 %", "{:.4f}"),
     ("ceiling_gtpa@1", "ceiling GTPA@1 (all evidence)", "{:.4f}"),
     ("ceiling_ddf1", "ceiling DDF1 (all evidence)", "{:.4f}"),
     ("turn_latency_ms_p50", "turn latency p50 (ms)", "{:.3f}"),

@@ -11,6 +11,9 @@ Definitions (per patient, then averaged over patients):
   'emergency' or 'urgent_24h'.
 - under_triage / over_triage: share of all patients triaged less / more urgently than the
   triage level of their true condition in the pack.
+- ended_with_danger_plausible: share of consultations that ended while a dangerous condition
+  (triage emergency / 24 h) other than the leading one kept ≥ 1 % posterior (only the question
+  budget or lack of any useful question can end an inquiry then).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from diagnostician.knowledge.schema import TRIAGE_LEVELS
 
 REF_THRESHOLD = 0.01
+DANGER_PLAUSIBLE = 0.01  # a dangerous condition other than the top still holds this much posterior
 
 
 def set_scores(predicted: Iterable[str], reference: Iterable[str]) -> tuple[float, float, float]:
@@ -72,6 +76,8 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
         over_triage=float((tri < true_tri).mean()),
         triage_exact=float((tri == true_tri).mean()),
     )
+    if all("danger_left" in c for c in cases):
+        out["ended_with_danger_plausible"] = float(np.mean([c["danger_left"] >= DANGER_PLAUSIBLE for c in cases]))
     if len(lat):
         out.update(
             turn_latency_ms_p50=float(np.percentile(lat, 50)),

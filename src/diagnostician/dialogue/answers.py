@@ -23,6 +23,12 @@ def _match_value(f: Finding, token: str) -> str:
     starts = [code for code, label in zip(f.values, f.labels) if label.lower().startswith(t)]
     if len(starts) == 1:
         return starts[0]
+    inside = starts or [code for code, label in zip(f.values, f.labels) if t and t in label.lower()]
+    if len(inside) == 1:
+        return inside[0]
+    if len(inside) > 1:
+        labels = [f.label_of(code) for code in inside]
+        raise InvalidAnswerError(f"{token.strip()!r} could be any of: {', '.join(labels[:12])}{'…' if len(labels) > 12 else ''}; please be more specific")
     raise InvalidAnswerError(f"{token.strip()!r} is not an answer to '{f.question}' (try one of: {', '.join(f.labels[:8])}{'…' if len(f.labels) > 8 else ''})")
 
 

@@ -160,16 +160,19 @@ LIST_FLOOR = 0.01  # a condition in the differential is shown with at least this
 def differential(pack: Pack, state: State) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, consider-mask) of the clinical differential over all conditions.
 
-    Probabilities keep the posterior's order at the top; every condition the differential model
-    says to consider is lifted to at least LIST_FLOOR (then all are renormalised), every other
-    condition is capped just below it, so 'listed' always means 'probability ≥ 1 %'.
+    Listed: every condition the differential model says to consider, and every condition whose
+    posterior is at least LIST_FLOOR. Probabilities keep the posterior's order at the top; listed
+    conditions are lifted to at least LIST_FLOOR (then all are renormalised), every other condition
+    is capped just below it, so 'listed' always means 'probability ≥ 1 %'.
     """
     p = posterior(state)
     model = model_for(pack)
     if model is None:
         return p, p >= LIST_FLOOR
     incl = model.inclusion(evidence_vector(pack, state), features(pack, state))
-    consider = incl >= model.threshold
+    # The model adds conditions to consider; it never hides one the posterior itself holds at ≥ 1 %
+    # (early in an inquiry the posterior is broad and the model, trained on finished inquiries, is not).
+    consider = (incl >= model.threshold) | (p >= LIST_FLOOR)
     consider[int(np.argmax(p))] = True
     n_consider = int(consider.sum())
     # Mass for listed conditions: the posterior, floored; unlisted share what remains, below the floor.
