@@ -1,4 +1,4 @@
-"""Learn the pack's differential model from the reference differentials of fit-fold DDXPlus patients.
+"""Learn the pack's differential model from the reference differentials of DDXPlus patients.
 
 Each patient of the English dev file is consulted by the engine exactly as in the benchmark (same
 simulator, same question policy); at the end, every condition gives one training row: inputs = the
