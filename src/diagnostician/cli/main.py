@@ -39,9 +39,14 @@ def _differential_table(assessment: Any, top: int = 10):
     t.add_column("condition")
     t.add_column("ICD-10")
     t.add_column("probability", justify="right")
+    t.add_column("role")
     t.add_column("urgency if this is it")
     for i, e in enumerate(assessment.differential[:top], 1):
-        t.add_row(str(i), e.name, e.icd10, f"{e.probability:.1%}", e.triage.replace("_", " "))
+        prob = f"{e.posterior:.1%}" if e.posterior >= 0.001 else "<0.1%"
+        role = "likely" if e.role == "likely" else "consider / rule out"
+        t.add_row(str(i), e.name, e.icd10, prob, role, e.triage.replace("_", " "))
+    if len(assessment.differential) > top:
+        t.caption = f"{len(assessment.differential) - top} more conditions to consider in the full list (--json)"
     return t
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnostician.engine.differential import differential
+from diagnostician.engine.differential import LIST_FLOOR, differential
 from diagnostician.engine.explain import Explanation, explain
 from diagnostician.engine.posterior import State, posterior
 from diagnostician.engine.triage import TriagePolicy, TriageResult, triage
@@ -31,6 +31,7 @@ class DifferentialEntry:
     posterior: float  # naive-Bayes posterior
     severity: int
     triage: str
+    role: str = "likely"  # "likely": posterior ≥ 1 %; "consider": listed by the differential model to rule out
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def assess(
             posterior=float(post[i]),
             severity=pack.conditions[i].severity,
             triage=pack.conditions[i].triage,
+            role="likely" if post[i] >= LIST_FLOOR else "consider",
         )
         for i in listed
     )
