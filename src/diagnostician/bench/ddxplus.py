@@ -31,6 +31,12 @@ class BenchConfig:
     pack: str = "ddxplus"
     max_questions: int = 30
     ceiling: bool = True
+    confidence: float = InquiryPolicy.confidence
+    review: bool = True
+
+    def policy(self) -> InquiryPolicy:
+        """The inquiry policy this run uses."""
+        return InquiryPolicy(max_questions=self.max_questions, confidence=self.confidence, review=self.review)
 
 
 def read_cases(pack: Pack, path: str | Path, limit: int | None = None) -> Iterator[PatientRecord]:
@@ -45,7 +51,7 @@ def _listed(assessment: Any) -> list[str]:
 def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str, Any]:
     """Simulate one consultation and return what the metrics need."""
     patient = DDXPlusPatient(pack, record)
-    policy = InquiryPolicy(max_questions=config.max_questions)
+    policy = config.policy()
     c = Consultation.begin(record.age, record.sex, patient.opening(), pack=pack, policy=policy)
     latencies = []
     positives = 0
@@ -176,6 +182,8 @@ def run_file(
         "config": {
             "pack": f"{pack.name} {pack.version}",
             "max_questions": config.max_questions,
+            "confidence": config.confidence,
+            "review": config.review,
             "limit": limit,
             "ceiling": config.ceiling,
             "differential_model": "cross-fitted fold models (this file trained the model)" if fold_packs(pack, str(path)) else "shipped model",

@@ -82,12 +82,11 @@ def _answer_words(pack: Any, code: str, value: Any) -> str:
 # ---------------------------------------------------------------- case play (demo, consult --case)
 
 
-def _play_case(case: Any, pack: Any, max_questions: int, show: bool, con: Any) -> dict[str, Any]:
+def _play_case(case: Any, pack: Any, policy: Any, show: bool, con: Any) -> dict[str, Any]:
     from diagnostician.consult import Consultation
     from diagnostician.dialogue.render import reason
-    from diagnostician.engine import InquiryPolicy
 
-    c = Consultation.begin(case.age, case.sex, case.complaints, pack=pack, policy=InquiryPolicy(max_questions=max_questions))
+    c = Consultation.begin(case.age, case.sex, case.complaints, pack=pack, policy=policy)
     transcript = []
     if show:
         said = "; ".join(f"{pack.finding(k).question} — {_answer_words(pack, k, v)}" for k, v in case.complaints.items())
@@ -127,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from diagnostician.consult.cases import load_case
     from diagnostician.knowledge.schema import load_pack
 
-    _check_budget(args.max_questions)
+    _policy(args)
     pack = load_pack(args.pack)
     path = CASES_DIR / f"{args.case}.json"
     if not path.exists():
@@ -136,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     case = load_case(path, pack)
     con = _console(stderr=args.json)
     con.print(f"[bold]diagnostician {__version__}[/] — demo consultation on the {pack.name} pack {pack.version}\n")
-    out = _play_case(case, pack, args.max_questions, show=not args.json, con=con)
+    out = _play_case(case, pack, _policy(args), show=not args.json, con=con)
     if args.json:
         print(json.dumps(out, indent=1))
     return EXIT_OK
@@ -166,9 +165,21 @@ def _atomic_save(path: Path, data: dict[str, Any]) -> None:
             os.unlink(tmp)
 
 
-def _check_budget(n: int) -> None:
-    if not 1 <= n <= 223:
+def _policy(args: argparse.Namespace) -> Any:
+    """The inquiry policy from --max-questions, --confidence and --no-review (validated)."""
+    from diagnostician.engine import InquiryPolicy
+
+    if not 1 <= args.max_questions <= 223:
         raise InputError("--max-questions must lie between 1 and 223")
+    if not 0.5 <= args.confidence < 1.0:
+        raise InputError("--confidence must lie in [0.5, 1)")
+    return InquiryPolicy(max_questions=args.max_questions, confidence=args.confidence, review=not args.no_review)
+
+
+def _add_policy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-questions", type=int, default=30, help="question budget (default 30)")
+    parser.add_argument("--confidence", type=float, default=0.99, help="top probability that may end the diagnostic phase (default 0.99)")
+    parser.add_argument("--no-review", action="store_true", help="stop after the diagnostic phase (no review questions)")
 
 
 def _ask(con: Any, prompt: str) -> str | None:
@@ -254,22 +265,21 @@ def cmd_consult(args: argparse.Namespace) -> int:
     """Run a consultation: interactively, or from a case file with --case."""
     from diagnostician.consult import Consultation
     from diagnostician.consult.cases import load_case
-    from diagnostician.engine import InquiryPolicy
     from diagnostician.engine.posterior import check_age, normalise_sex
     from diagnostician.knowledge.schema import load_pack
 
-    _check_budget(args.max_questions)
+    _policy(args)
     pack = load_pack(args.pack)
     con = _console(stderr=args.json)
     if args.case:
         case = load_case(args.case, pack)
-        out = _play_case(case, pack, args.max_questions, show=not args.json, con=con)
+        out = _play_case(case, pack, _policy(args), show=not args.json, con=con)
         if args.json:
             print(json.dumps(out, indent=1))
         return EXIT_OK
 
     save = Path(args.save) if args.save else None
-    policy = InquiryPolicy(max_questions=args.max_questions)
+    policy = _policy(args)
     if args.resume:
         try:
             data = json.loads(Path(args.resume).read_text(encoding="utf-8"))
@@ -330,14 +340,16 @@ def cmd_bench_ddxplus(args: argparse.Namespace) -> int:
     """Run the interactive DDXPlus benchmark on one or more patient files."""
     from diagnostician.bench.ddxplus import BenchConfig, markdown, run_file, write_report
 
-    _check_budget(args.max_questions)
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be at least 1")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise InputError(f"--out {args.out} exists and is not a folder")
-    config = BenchConfig(pack=args.pack, max_questions=args.max_questions, ceiling=not args.no_ceiling)
+    _policy(args)
+    config = BenchConfig(
+        pack=args.pack, max_questions=args.max_questions, ceiling=not args.no_ceiling, confidence=args.confidence, review=not args.no_review
+    )
     summaries = {}
     for path in args.cases:
         if not Path(path).is_file():
@@ -416,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="play a scripted consultation and show each step")
     d.add_argument("--case", default="chest_pain", help="name of a shipped demo case")
     d.add_argument("--pack", default="ddxplus")
-    d.add_argument("--max-questions", type=int, default=30)
+    _add_policy_args(d)
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.set_defaults(func=cmd_demo)
 
@@ -426,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sex")
     c.add_argument("--complaint", action="append", metavar="CODE", help="finding code of the main complaint (repeatable)")
     c.add_argument("--pack", default="ddxplus")
-    c.add_argument("--max-questions", type=int, default=30)
+    _add_policy_args(c)
     c.add_argument("--save", help="save the consultation to this file after every answer")
     c.add_argument("--resume", help="continue a consultation saved with --save")
     c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -436,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     bd = bsub.add_parser("ddxplus", help="interactive DDXPlus benchmark")
     bd.add_argument("--cases", nargs="+", required=True, metavar="PATH", help="DDXPlus patient CSV files (English or French codes)")
-    bd.add_argument("--max-questions", type=int, default=30)
+    _add_policy_args(bd)
     bd.add_argument("--limit", type=int, help="first N cases of each file")
     bd.add_argument("--out", help="folder for JSON, JSONL and Markdown reports")
     bd.add_argument("--workers", type=int, help="processes (default: all cores, at most 8)")
