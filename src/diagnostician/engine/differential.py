@@ -4,8 +4,8 @@ The naive-Bayes posterior names the most likely condition well but is far too pe
 differential (it keeps about one condition above 1 %). The pack may ship a *differential model*
 (differential_model.json): per condition, a logistic model of P(condition belongs in the
 differential | answers), on the findings answered present, age, sex and features of how the
-condition fits the answers (see `features`). The reported differential ranks conditions by the posterior, and gives each
-condition the model says to consider at least a floor probability so that it is listed.
+condition fits the answers (see `features`). The reported differential ranks conditions by the
+posterior and lists those the model says to consider beside those the posterior holds at ≥ 1 %.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from diagnostician.engine.posterior import State, demographic_log_likelihood, log_likelihood, posterior
+from diagnostician.errors import PackError
 from diagnostician.knowledge.schema import Pack
 
 FEATURES = (
@@ -151,7 +152,10 @@ def model_for(pack: Pack) -> DifferentialModel | None:
     """The pack's differential model, if it ships one."""
     if not pack.differential_model:
         return None
-    return DifferentialModel.from_json(pack, pack.differential_model)
+    try:
+        return DifferentialModel.from_json(pack, pack.differential_model)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PackError(f"pack {pack.name}: differential_model.json is unusable: {exc!r}") from exc
 
 
 LIST_FLOOR = 0.01  # a condition in the differential is shown with at least this probability
