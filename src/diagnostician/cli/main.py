@@ -82,7 +82,7 @@ def _answer_words(pack: Any, code: str, value: Any) -> str:
 # ---------------------------------------------------------------- case play (demo, consult --case)
 
 
-def _play_case(case: Any, pack: Any, policy: Any, show: bool, con: Any) -> dict[str, Any]:
+def _play_case(case: Any, pack: Any, policy: Any, show: bool, con: Any) -> tuple[dict[str, Any], Any]:
     from diagnostician.consult import Consultation
     from diagnostician.dialogue.render import reason
 
@@ -118,7 +118,7 @@ def _play_case(case: Any, pack: Any, policy: Any, show: bool, con: Any) -> dict[
     final = c.assessment()
     if show:
         _print_assessment(con, final)
-    return {"case": case.title, "transcript": transcript, "assessment": final.to_dict()}
+    return {"case": case.title, "transcript": transcript, "assessment": final.to_dict()}, c
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -135,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     case = load_case(path, pack)
     con = _console(stderr=args.json)
     con.print(f"[bold]diagnostician {__version__}[/] — demo consultation on the {pack.name} pack {pack.version}\n")
-    out = _play_case(case, pack, _policy(args), show=not args.json, con=con)
+    out, _ = _play_case(case, pack, _policy(args), show=not args.json, con=con)
     if args.json:
         print(json.dumps(out, indent=1))
     return EXIT_OK
@@ -269,11 +269,13 @@ def cmd_consult(args: argparse.Namespace) -> int:
     from diagnostician.knowledge.schema import load_pack
 
     _policy(args)
+    _check_export_paths(args)
     pack = load_pack(args.pack)
     con = _console(stderr=args.json)
     if args.case:
         case = load_case(args.case, pack)
-        out = _play_case(case, pack, _policy(args), show=not args.json, con=con)
+        out, c = _play_case(case, pack, _policy(args), show=not args.json, con=con)
+        _write_exports(args, c)
         if args.json:
             print(json.dumps(out, indent=1))
         return EXIT_OK
@@ -320,11 +322,33 @@ def cmd_consult(args: argparse.Namespace) -> int:
         if save:
             _atomic_save(save, c.to_dict())
     assessment = c.assessment()
+    _write_exports(args, c)
     if args.json:
         print(json.dumps({"consultation": c.to_dict(), "assessment": assessment.to_dict()}, indent=1))
     else:
         _print_assessment(con, assessment)
     return EXIT_OK
+
+
+def _check_export_paths(args: argparse.Namespace) -> None:
+    for path in (args.report, args.fhir):
+        if path and (Path(path).is_dir() or not Path(path).resolve().parent.is_dir()):
+            raise InputError(f"cannot write {path}: not a file in an existing folder")
+
+
+def _write_exports(args: argparse.Namespace, c: Any) -> None:
+    """Write the clinician report (.md or .html by suffix) and the FHIR bundle if asked for."""
+    from diagnostician.consult.export import clinician_report_html, clinician_report_markdown, fhir_bundle
+
+    try:
+        if args.report:
+            html = Path(args.report).suffix.lower() in (".html", ".htm")
+            text = clinician_report_html(c) if html else clinician_report_markdown(c)
+            Path(args.report).write_text(text, encoding="utf-8")
+        if args.fhir:
+            Path(args.fhir).write_text(json.dumps(fhir_bundle(c), indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write an export: {exc}") from exc
 
 
 def _notice() -> str:
@@ -416,6 +440,48 @@ def cmd_pack_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API with uvicorn (loopback only until API keys exist)."""
+    from diagnostician.api.settings import DATABASE_URL_ENV, PACK_ENV, Settings, is_loopback
+    from diagnostician.consult.store import DATA_DIR_ENV, open_store
+    from diagnostician.knowledge.schema import load_pack
+
+    if not is_loopback(args.host):
+        raise InputError(
+            f"refusing to listen on {args.host}: API keys are not implemented yet, so the server only listens on loopback "
+            "(127.0.0.1, ::1 or localhost)"
+        )
+    if not 1 <= args.port <= 65535:
+        raise InputError("--port must lie between 1 and 65535")
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    # Worker processes read their settings from the environment (uvicorn starts them from an import string).
+    if args.data_dir:
+        os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).expanduser().resolve())
+        os.environ.pop(DATABASE_URL_ENV, None)  # an explicit --data-dir wins over a URL in the environment
+    if args.pack:
+        os.environ[PACK_ENV] = args.pack
+    settings = Settings.from_env()
+    load_pack(settings.pack)
+    open_store(settings.store_url).close()  # a bad folder or URL is a one-line error now, not a worker traceback
+    import uvicorn
+
+    print(f"diagnostician {__version__}: serving http://{args.host}:{args.port} (docs at /docs); consultations in {settings.store_url}", file=sys.stderr)
+    uvicorn.run(
+        "diagnostician.api.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        server_header=False,
+    )
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- entry
 
 
@@ -442,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--save", help="save the consultation to this file after every answer")
     c.add_argument("--resume", help="continue a consultation saved with --save")
     c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    c.add_argument("--report", metavar="FILE", help="write the clinician report (SOAP) to FILE: .md or .html")
+    c.add_argument("--fhir", metavar="FILE", help="write the consultation as a FHIR R4 Bundle (JSON) to FILE")
     c.set_defaults(func=cmd_consult)
 
     b = sub.add_parser("bench", help="benchmarks")
@@ -471,6 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--cases", default="../shared/data/ddxplus/patients_test_en_dev.csv")
     pt.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"), help="pack folder")
     pt.set_defaults(func=cmd_pack_train)
+
+    sv = sub.add_parser("serve", help="serve the HTTP API (loopback only: API keys are not implemented yet)")
+    sv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; loopback only for now)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    sv.add_argument("--data-dir", help="folder of the consultation database (default $DIAGNOSTICIAN_DATA_DIR or the per-user data folder)")
+    sv.add_argument("--pack", help="knowledge pack (default $DIAGNOSTICIAN_PACK or ddxplus)")
+    sv.set_defaults(func=cmd_serve)
     return ap
 
 

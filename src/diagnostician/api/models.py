@@ -1,0 +1,309 @@
+"""Request and response models of the HTTP API: they validate input and are its documentation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
+
+from diagnostician.consult.service import MAX_QUESTIONS_LIMIT
+
+# Field size limits: generous for real use, small enough that no request can make the server work hard.
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(strict=True, max_length=500)]
+
+AnswerValue = Annotated[
+    Union[StrictBool, StrictInt, StrictFloat, Text, Annotated[list[Text], Field(max_length=100)], None],
+    Field(
+        description=(
+            "The answer. Yes/no questions: true or false. Scales: the number (or its string). "
+            "Single-choice questions: a value code from `answers`. Multi-choice questions: a list of value codes "
+            "([] for none). null: don't know. Typed text is also accepted as in the terminal "
+            "('yes', 'no', '7', 'lower chest, upper chest', '?')."
+        ),
+        examples=[True, "7", ["V_101", "V_29"], None],
+    ),
+]
+OutValue = Union[bool, str, list[str], None]
+FindingType = Literal["binary", "categorical", "multi"]
+TriageLevel = Literal["emergency", "urgent_24h", "see_doctor", "self_care"]
+
+NOTICE_DESCRIPTION = "Decision support, not a diagnosis: when to seek care. Shown with every result."
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ValidationIssue(BaseModel):
+    """One problem with one field of a request."""
+
+    loc: list[Union[str, int]] = Field(description="Where: 'body', 'query' or 'path', then the field path.")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error, as application/problem+json (RFC 9457)."""
+
+    type: str = Field(description="A URI that identifies the kind of problem.", examples=["urn:diagnostician:problem:unknown-finding"])
+    title: str = Field(description="Short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    errors: Optional[list[ValidationIssue]] = Field(default=None, description="Field by field, for validation problems.")
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+class PackRef(BaseModel):
+    """The knowledge pack a result comes from."""
+
+    name: str
+    version: str
+
+
+class RedFlagOut(BaseModel):
+    """A danger sign that fired, with its advice (not yet clinically reviewed)."""
+
+    id: str
+    level: TriageLevel
+    advice: str
+    basis: str
+
+
+class TriageDetail(BaseModel):
+    """The triage level, its advice, and what drove it."""
+
+    level: TriageLevel = Field(description="emergency, urgent_24h (see a doctor within 24 h), see_doctor or self_care.")
+    advice: str
+    red_flags: list[RedFlagOut] = Field(description="Danger signs present; each sets a floor nothing lowers.")
+    reasons: list[str]
+
+
+class TriageNow(TriageDetail):
+    """Triage with the decision-support notice."""
+
+    notice: str = Field(description=NOTICE_DESCRIPTION)
+
+
+class TriageOut(TriageNow):
+    """Triage of a consultation now."""
+
+    consultation_id: str
+
+
+class AnswerChoice(BaseModel):
+    """One allowed answer of a question."""
+
+    value: OutValue = Field(description="What to send as `value` (for multi-choice questions, a list of these).")
+    label: str
+
+
+class GivenAnswer(BaseModel):
+    """An answer on record."""
+
+    finding: str
+    value: OutValue
+    text: str = Field(description="The question and the answer in plain words.")
+    initial: bool = Field(default=False, description="Given when the consultation was created, not asked.")
+
+
+# ---------------------------------------------------------------- consultations
+
+
+class CreateConsultation(_In):
+    """A new consultation: demographics and what the patient comes with."""
+
+    age: float = Field(ge=0, le=120, strict=True, description="Age in years (0–120).", examples=[54])  # strict: true is not an age
+    sex: Annotated[str, StringConstraints(min_length=1, max_length=16)] = Field(
+        description="F or M ('female', 'male' are accepted too).", examples=["M"]
+    )
+    findings: dict[Code, AnswerValue] = Field(
+        default_factory=dict,
+        max_length=300,
+        description="Initial findings as {finding code: value}, e.g. the main complaint {'E_53': true}.",
+        examples=[{"E_53": True}],
+    )
+    max_questions: Optional[int] = Field(default=None, ge=1, le=MAX_QUESTIONS_LIMIT, description="Question budget (default 30).")
+
+
+class ConsultationOut(BaseModel):
+    """A consultation: demographics, answers so far, danger signs, and whether the inquiry is over."""
+
+    id: str
+    pack: PackRef
+    created_at: str = Field(description="ISO 8601, UTC.")
+    updated_at: str = Field(description="ISO 8601, UTC.")
+    age: float
+    sex: Literal["F", "M"]
+    answers: list[GivenAnswer]
+    questions_asked: int
+    max_questions: int
+    done: bool = Field(description="True when no question is left to ask.")
+    stop_reason: Optional[str]
+    red_flags: list[RedFlagOut] = Field(description="Danger signs present now: act on their advice at once.")
+    notice: str = Field(description=NOTICE_DESCRIPTION)
+
+
+class Separation(BaseModel):
+    """How often the asked finding is present with one leading condition."""
+
+    condition: str
+    p_present: float
+
+
+class QuestionOut(BaseModel):
+    """A question to put to the patient, how to answer it, and why it is asked."""
+
+    id: str = Field(description="Send it back as `question_id` with the answer.", examples=["E_55@1"])
+    finding: str = Field(description="The finding code the question asks about.")
+    text: str = Field(description="The question in patient-facing words.")
+    type: FindingType = Field(description="binary (yes/no), categorical (one value) or multi (several values).")
+    scale: bool = Field(description="A categorical 0–10 style scale.")
+    answers: list[AnswerChoice] = Field(description="Allowed values with their labels; null means don't know.")
+    hint: str = Field(description="How to answer in typed text.")
+    phase: Literal["diagnostic", "review"]
+    reason: str = Field(description="Why this question is asked, in plain words.")
+    expected_gain_bits: float = Field(description="Expected information gain about the condition, in bits.")
+    safety_gain_bits: float = Field(description="Expected information about whether the condition is dangerous, in bits.")
+    p_present: float = Field(description="Predicted probability that the answer reports the finding present.")
+    separates: list[Separation]
+
+
+class NextQuestionOut(BaseModel):
+    """The pending question, or done with the reason the inquiry ended."""
+
+    consultation_id: str
+    done: bool
+    stop_reason: Optional[str]
+    questions_asked: int
+    question: Optional[QuestionOut]
+
+
+class AnswerIn(_In):
+    """The answer to the pending question."""
+
+    question_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="The `id` of the question being answered.", examples=["E_55@1"]
+    )
+    value: AnswerValue
+
+
+class AnswerOut(BaseModel):
+    """An accepted answer: its canonical value, danger signs it raised, and triage now. Replayed as-is on a retry."""
+
+    consultation_id: str
+    question_id: str
+    finding: str
+    value: OutValue = Field(description="The answer as stored (value codes; null for don't know).")
+    text: str
+    new_red_flags: list[RedFlagOut] = Field(description="Danger signs this answer raised: show their advice at once.")
+    triage: TriageNow
+    questions_asked: int
+    notice: str = Field(description=NOTICE_DESCRIPTION)
+
+
+class UndoOut(BaseModel):
+    """The answer taken back."""
+
+    consultation_id: str
+    undone: GivenAnswer
+    questions_asked: int
+
+
+class DifferentialEntryOut(BaseModel):
+    """One condition of the differential."""
+
+    code: str
+    name: str
+    icd10: str
+    probability: float = Field(description="Probability from the differential model.")
+    posterior: float = Field(description="Naive-Bayes posterior probability.")
+    severity: int = Field(description="DDXPlus severity, 1 = most severe.")
+    triage: TriageLevel = Field(description="How urgent care is if this is the condition.")
+    role: Literal["likely", "consider"] = Field(description="likely: posterior ≥ 1 %; consider: listed to rule out.")
+
+
+class EvidenceOut(BaseModel):
+    """One answer's weight for or against a condition."""
+
+    code: str
+    text: str
+    likelihood_ratio: float
+
+
+class ExplanationOut(BaseModel):
+    """The answers that most support and most oppose one condition."""
+
+    condition: str
+    supporting: list[EvidenceOut]
+    opposing: list[EvidenceOut]
+    text: str
+
+
+class AssessmentOut(BaseModel):
+    """The differential with probabilities and roles, triage, explanations and the notice."""
+
+    consultation_id: str
+    pack: PackRef
+    done: bool = Field(description="Whether the inquiry is over; an assessment before that is provisional.")
+    differential: list[DifferentialEntryOut] = Field(description="Most likely first.")
+    triage: TriageDetail
+    explanations: list[ExplanationOut]
+    questions_asked: int
+    stop_reason: str
+    notice: str = Field(description=NOTICE_DESCRIPTION)
+
+
+# ---------------------------------------------------------------- knowledge
+
+
+class ConditionOut(BaseModel):
+    """A condition of the knowledge pack."""
+
+    code: str
+    name: str
+    icd10: str
+    severity: int
+    triage: TriageLevel
+
+
+class FindingOut(BaseModel):
+    """A finding of the knowledge pack: its question, type and allowed answers."""
+
+    code: str
+    type: FindingType
+    scale: bool
+    text: str
+    answers: list[AnswerChoice]
+    default: Optional[str]
+    antecedent: bool
+    parent: Optional[str]
+
+
+class ConditionList(BaseModel):
+    """Conditions matching a search."""
+
+    pack: PackRef
+    total: int = Field(description="Matches in all; `items` holds at most `limit` of them.")
+    items: list[ConditionOut]
+
+
+class FindingList(BaseModel):
+    """Findings matching a search."""
+
+    pack: PackRef
+    total: int = Field(description="Matches in all; `items` holds at most `limit` of them.")
+    items: list[FindingOut]
+
+
+class Health(BaseModel):
+    """The service is up and which pack it serves."""
+
+    status: Literal["ok"]
+    version: str
+    pack: PackRef

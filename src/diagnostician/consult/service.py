@@ -1,0 +1,300 @@
+"""Consultations kept in a store: the operations an interface (HTTP API, later chat and MCP) shares.
+
+Every operation loads the consultation from the store, acts on a `Consultation`, and writes it back
+before it returns, so the process holds no consultation between requests. Results are plain
+JSON-ready dicts; the HTTP layer only validates and documents them.
+
+Question ids are `CODE@REVISION`: the finding asked and the stored revision it was asked at. Every
+answer and undo raises the revision, so a retried answer is recognised (same id) and a stale one
+(asked before an undo, or before another client answered) is refused instead of applied twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from diagnostician.consult.session import Consultation
+from diagnostician.consult.store import (
+    ConsultationStore,
+    DuplicateAnswerError,
+    LoggedAnswer,
+    StaleRevisionError,
+    StoredConsultation,
+)
+from diagnostician.dialogue.answers import as_answer
+from diagnostician.dialogue.render import answer_hint, is_scale, reason
+from diagnostician.engine import NOTICE, InquiryPolicy, Question, TriageResult, posterior, triage
+from diagnostician.engine.explain import answer_text
+from diagnostician.engine.posterior import Answer, validate_answer
+from diagnostician.errors import InputError, SessionError
+from diagnostician.knowledge.schema import BINARY, Finding, Pack, RedFlag
+
+NATS_PER_BIT = 0.6931471805599453
+MAX_QUESTIONS_LIMIT = 223  # as many as the DDXPlus pack has findings; the CLI allows the same range
+
+
+class NotPendingError(SessionError):
+    """An answer to a question that is not the one pending (stale, unknown, or the inquiry is over)."""
+
+
+class AnswerConflictError(SessionError):
+    """A question id that was already answered with another value, or whose answer was undone."""
+
+
+@dataclass
+class Loaded:
+    """A stored consultation and the live Consultation restored from it."""
+
+    stored: StoredConsultation
+    consultation: Consultation
+
+    @property
+    def id(self) -> str:
+        """The consultation id."""
+        return self.stored.id
+
+
+def question_id(code: str, revision: int) -> str:
+    """The id of the question about `code` asked at stored revision `revision`."""
+    return f"{code}@{revision}"
+
+
+def _json_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def red_flag_view(r: RedFlag) -> dict[str, Any]:
+    """A danger sign as JSON."""
+    return {"id": r.id, "level": r.level, "advice": r.advice, "basis": r.basis}
+
+
+def triage_view(t: TriageResult) -> dict[str, Any]:
+    """A triage result as JSON, with the decision-support notice."""
+    return {
+        "level": t.level,
+        "advice": t.advice,
+        "red_flags": [red_flag_view(r) for r in t.red_flags],
+        "reasons": list(t.reasons),
+        "notice": NOTICE,
+    }
+
+
+def allowed_answers(f: Finding) -> list[dict[str, Any]]:
+    """The structured values a finding's question accepts, with labels; null (don't know) is always allowed."""
+    if f.kind == BINARY:
+        choices: list[dict[str, Any]] = [{"value": True, "label": "yes"}, {"value": False, "label": "no"}]
+    else:
+        choices = [{"value": v, "label": lab} for v, lab in zip(f.values, f.labels)]
+    return choices + [{"value": None, "label": "don't know"}]
+
+
+def finding_view(f: Finding) -> dict[str, Any]:
+    """A finding of the pack as JSON: its question, type and allowed answers."""
+    return {
+        "code": f.code,
+        "type": f.kind,
+        "scale": is_scale(f),
+        "text": f.question,
+        "answers": allowed_answers(f),
+        "default": f.default,
+        "antecedent": f.antecedent,
+        "parent": f.parent,
+    }
+
+
+def question_view(pack: Pack, q: Question, qid: str) -> dict[str, Any]:
+    """The pending question as JSON: what to ask, how to answer, and why it is asked."""
+    f = pack.finding(q.code)
+    return {
+        "id": qid,
+        "finding": f.code,
+        "text": f.question,
+        "type": f.kind,
+        "scale": is_scale(f),
+        "answers": allowed_answers(f),
+        "hint": answer_hint(f),
+        "phase": q.phase,
+        "reason": reason(pack, q),
+        "expected_gain_bits": q.expected_gain / NATS_PER_BIT,
+        "safety_gain_bits": q.safety_gain / NATS_PER_BIT,
+        "p_present": q.p_present,
+        "separates": [{"condition": name, "p_present": p} for name, p in q.separates],
+    }
+
+
+def search_conditions(pack: Pack, text: str = "") -> list[dict[str, Any]]:
+    """Conditions of the pack whose code, name or ICD-10 code contains `text` (case-insensitive)."""
+    t = text.strip().lower()
+    hits = [c for c in pack.conditions if not t or t in c.code.lower() or t in c.name.lower() or t in c.icd10.lower()]
+    return [{"code": c.code, "name": c.name, "icd10": c.icd10, "severity": c.severity, "triage": c.triage} for c in hits]
+
+
+def search_findings(pack: Pack, text: str = "") -> list[dict[str, Any]]:
+    """Findings of the pack whose code, question or value labels contain `text` (case-insensitive)."""
+    t = text.strip().lower()
+    hits = [
+        f
+        for f in pack.findings
+        if not t or t == f.code.lower() or t in f.question.lower() or any(t in lab.lower() for lab in f.labels)
+    ]
+    return [finding_view(f) for f in hits]
+
+
+class ConsultationService:
+    """Create, question, answer, undo, assess and delete consultations kept in a store."""
+
+    def __init__(self, store: ConsultationStore, pack: Pack, retries: int = 3) -> None:
+        """Serve consultations of one pack from one store."""
+        self.store = store
+        self.pack = pack
+        self.retries = retries
+
+    # ------------------------------------------------------------ loading
+
+    def create(
+        self, age: float, sex: str, findings: Mapping[str, object] | None = None, max_questions: int | None = None
+    ) -> Loaded:
+        """Begin and store a consultation."""
+        policy = InquiryPolicy()
+        if max_questions is not None:
+            if not 1 <= max_questions <= MAX_QUESTIONS_LIMIT:
+                raise InputError(f"max_questions must lie between 1 and {MAX_QUESTIONS_LIMIT}")
+            policy = InquiryPolicy(max_questions=max_questions)
+        c = Consultation.begin(age, sex, dict(findings or {}), pack=self.pack, policy=policy)
+        return Loaded(self.store.create(c.to_dict()), c)
+
+    def load(self, consultation_id: str) -> Loaded:
+        """The stored consultation, restored (ConsultationNotFoundError if there is none)."""
+        stored = self.store.get(consultation_id)
+        try:
+            return Loaded(stored, Consultation.from_dict(stored.data, self.pack))
+        except InputError as exc:  # stored under another pack, or damaged: not the client's input
+            raise SessionError(f"consultation {consultation_id} cannot be continued with this server's pack: {exc}") from exc
+
+    def delete(self, consultation_id: str) -> None:
+        """Delete a consultation and its answers for good."""
+        self.store.delete(consultation_id)
+
+    # ------------------------------------------------------------ views
+
+    def consultation_view(self, loaded: Loaded) -> dict[str, Any]:
+        """The consultation as JSON: demographics, answers so far, danger signs, whether the inquiry is over."""
+        c = loaded.consultation
+        q = c.next_question()  # also settles whether the inquiry is over
+        s = loaded.stored
+        return {
+            "id": s.id,
+            "pack": {"name": s.pack_name, "version": s.pack_version},
+            "created_at": s.created_at.isoformat(),
+            "updated_at": s.updated_at.isoformat(),
+            "age": c.state.age,
+            "sex": c.state.sex,
+            "answers": [
+                {
+                    "finding": a.code,
+                    "value": _json_value(a.value),
+                    "text": answer_text(self.pack, a),
+                    "initial": i < c.initial,
+                }
+                for i, a in enumerate(c.state.answers)
+            ],
+            "questions_asked": c.questions_asked,
+            "max_questions": c.policy.max_questions,
+            "done": q is None,
+            "stop_reason": c.stop_reason or None,
+            "red_flags": [red_flag_view(r) for r in c.red_flags],
+            "notice": NOTICE,
+        }
+
+    def question(self, loaded: Loaded) -> dict[str, Any]:
+        """The pending question, or done with the reason the inquiry ended."""
+        c = loaded.consultation
+        q = c.next_question()
+        return {
+            "consultation_id": loaded.id,
+            "done": q is None,
+            "stop_reason": c.stop_reason or None,
+            "questions_asked": c.questions_asked,
+            "question": None if q is None else question_view(self.pack, q, question_id(q.code, loaded.stored.revision)),
+        }
+
+    def assessment(self, loaded: Loaded) -> dict[str, Any]:
+        """Differential, triage, explanations and the notice."""
+        c = loaded.consultation
+        done = c.next_question() is None  # sets the stop reason the assessment reports
+        out = c.assessment().to_dict()
+        out.update(consultation_id=loaded.id, done=done, pack={"name": self.pack.name, "version": self.pack.version})
+        return out
+
+    def triage(self, loaded: Loaded) -> dict[str, Any]:
+        """Triage now, with the danger signs that drive it."""
+        c = loaded.consultation
+        return {"consultation_id": loaded.id, **triage_view(triage(self.pack, c.state, posterior(c.state), c.triage_policy))}
+
+    # ------------------------------------------------------------ changes
+
+    def _canonical(self, code: str, value: object) -> Any:
+        """The answer value as the engine stores it (raises InvalidAnswerError for a value that does not fit)."""
+        return _json_value(validate_answer(self.pack, as_answer(self.pack.finding(code), value)).value)
+
+    def answer(self, consultation_id: str, qid: str, value: object) -> tuple[dict[str, Any], bool]:
+        """Answer the pending question; return (result, replayed). Idempotent by question id."""
+        for _ in range(self.retries):
+            loaded = self.load(consultation_id)
+            logged = self.store.get_answer(consultation_id, qid)
+            if logged is not None:
+                return self._replay(logged, value), True
+            try:
+                return self._answer_pending(loaded, qid, value), False
+            except (DuplicateAnswerError, StaleRevisionError):
+                continue  # another request wrote first: look again (it may have been this very answer)
+        raise SessionError("the consultation is changing too fast; fetch the question again")
+
+    def _replay(self, logged: LoggedAnswer, value: object) -> dict[str, Any]:
+        if self._canonical(logged.finding, value) != logged.value:
+            raise AnswerConflictError(f"question {logged.question_id} was already answered with another value")
+        if logged.undone:
+            raise AnswerConflictError(f"the answer to question {logged.question_id} was taken back (undo); fetch the next question")
+        return logged.result
+
+    def _answer_pending(self, loaded: Loaded, qid: str, value: object) -> dict[str, Any]:
+        c = loaded.consultation
+        q = c.next_question()
+        if q is None:
+            raise NotPendingError(f"the inquiry is over ({c.stop_reason}); no question is pending")
+        expected = question_id(q.code, loaded.stored.revision)
+        if qid != expected:
+            raise NotPendingError(f"question {qid!r} is not the pending one ({expected}); fetch the question again")
+        turn = c.answer(q.code, value)  # InvalidAnswerError leaves nothing changed
+        now = triage(self.pack, c.state, posterior(c.state), c.triage_policy)
+        result = {
+            "consultation_id": loaded.id,
+            "question_id": qid,
+            "finding": q.code,
+            "value": _json_value(turn.answer.value),
+            "text": answer_text(self.pack, turn.answer),
+            "new_red_flags": [red_flag_view(r) for r in turn.new_red_flags],
+            "triage": triage_view(now),
+            "questions_asked": c.questions_asked,
+            "notice": NOTICE,
+        }
+        log = LoggedAnswer(qid, q.code, _json_value(turn.answer.value), result)
+        self.store.save_answer(loaded.id, loaded.stored.revision, c.to_dict(), log)
+        return result
+
+    def undo(self, consultation_id: str) -> dict[str, Any]:
+        """Take back the last answer given during the inquiry."""
+        loaded = self.load(consultation_id)
+        c = loaded.consultation
+        undone: Answer = c.undo()  # SessionError when there is nothing to undo
+        try:
+            self.store.save_undo(loaded.id, loaded.stored.revision, c.to_dict(), undone.code)
+        except StaleRevisionError as exc:
+            # Retrying would take back a different answer than the client saw; let it look again.
+            raise SessionError("the consultation changed meanwhile; nothing was undone, fetch it again") from exc
+        return {
+            "consultation_id": loaded.id,
+            "undone": {"finding": undone.code, "value": _json_value(undone.value), "text": answer_text(self.pack, undone)},
+            "questions_asked": c.questions_asked,
+        }

@@ -1,0 +1,410 @@
+"""Durable storage of consultations: one interface, a SQLite implementation, opened by URL.
+
+A consultation is stored as its `Consultation.to_dict()` JSON plus bookkeeping (pack, timestamps, a
+revision number). Every accepted answer also goes to an answer log keyed by (consultation id,
+question id), which is what makes posting the same answer twice idempotent. Writes use optimistic
+concurrency on the revision, so several server processes can share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
+from urllib.parse import unquote
+
+from diagnostician.errors import DiagnosticianError, InputError
+
+DATA_DIR_ENV = "DIAGNOSTICIAN_DATA_DIR"
+DB_FILENAME = "consultations.sqlite3"
+SCHEMA_VERSION = 1
+
+
+class StoreError(DiagnosticianError):
+    """The consultation store cannot do what was asked."""
+
+
+class ConsultationNotFoundError(StoreError):
+    """No consultation with this id (never created, or deleted)."""
+
+
+class StaleRevisionError(StoreError):
+    """The consultation changed since it was read (another request wrote first)."""
+
+
+class DuplicateAnswerError(StoreError):
+    """The answer log already holds an answer to this question id."""
+
+
+@dataclass(frozen=True)
+class StoredConsultation:
+    """A consultation as stored: its saved form and bookkeeping."""
+
+    id: str
+    data: dict[str, Any]  # Consultation.to_dict()
+    revision: int  # +1 on every write; question ids and optimistic concurrency use it
+    pack_name: str
+    pack_version: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsultationSummary:
+    """One line of a listing: no answers, only bookkeeping."""
+
+    id: str
+    pack_name: str
+    pack_version: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LoggedAnswer:
+    """One accepted answer in the log, with the reply that was sent for it."""
+
+    question_id: str
+    finding: str
+    value: Any  # canonical JSON value (true/false, a value code, a list of codes, or null)
+    result: dict[str, Any]  # the reply sent when the answer was accepted, replayed on a retry
+    undone: bool = False
+    created_at: datetime | None = None
+
+
+@runtime_checkable
+class ConsultationStore(Protocol):
+    """Storage of consultations; every method is one transaction, committed before it returns."""
+
+    def create(self, data: Mapping[str, Any]) -> StoredConsultation:
+        """Store a new consultation (a Consultation.to_dict() form) under a fresh random id."""
+        ...
+
+    def get(self, consultation_id: str) -> StoredConsultation:
+        """The stored consultation, or ConsultationNotFoundError."""
+        ...
+
+    def save_answer(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer) -> StoredConsultation:
+        """Save the consultation after an answer and log the answer, atomically.
+
+        Raises DuplicateAnswerError if the question id is already logged, StaleRevisionError if the
+        stored revision is not `expected_revision`, ConsultationNotFoundError if it is gone.
+        """
+        ...
+
+    def save_undo(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str) -> StoredConsultation:
+        """Save the consultation after an undo and mark the latest logged answer to `finding` as undone."""
+        ...
+
+    def get_answer(self, consultation_id: str, question_id: str) -> LoggedAnswer | None:
+        """The logged answer to this question id, if any (undone ones included)."""
+        ...
+
+    def delete(self, consultation_id: str) -> None:
+        """Delete a consultation and its answer log for good, or ConsultationNotFoundError."""
+        ...
+
+    def list(self, limit: int = 100, offset: int = 0) -> list[ConsultationSummary]:
+        """Consultations, most recently updated first."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+# ---------------------------------------------------------------- locations
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder: $XDG_DATA_HOME/diagnostician, or the platform's equivalent."""
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / "diagnostician"
+
+
+def data_dir_from_env() -> Path:
+    """$DIAGNOSTICIAN_DATA_DIR if set, else the per-user data folder."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else default_data_dir()
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The store URL of a SQLite file."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def open_store(url: str) -> ConsultationStore:
+    """Open the store a URL names: sqlite:///RELATIVE or sqlite:////ABSOLUTE path (PostgreSQL URLs are reserved for later)."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        # SQLAlchemy's convention: everything after "sqlite:///" is the file path.
+        if not url.lower().startswith("sqlite:///"):
+            raise InputError(f"a sqlite URL names a local file: sqlite:///path, not {url!r}")
+        path = unquote(url[len("sqlite:///") :])
+        if not path.strip() or path.endswith("/"):
+            raise InputError(f"the sqlite URL {url!r} names no file")
+        return SQLiteStore(path)
+    if scheme.startswith("postgres"):
+        raise InputError("PostgreSQL storage is not implemented yet; use a sqlite:/// URL or leave the URL unset")
+    raise InputError(f"unsupported store URL {url!r} (expected sqlite:///PATH)")
+
+
+# ---------------------------------------------------------------- SQLite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS consultations (
+    id           TEXT PRIMARY KEY,
+    pack_name    TEXT NOT NULL,
+    pack_version TEXT NOT NULL,
+    data         TEXT NOT NULL,             -- Consultation.to_dict() as JSON
+    revision     INTEGER NOT NULL DEFAULT 0,
+    created_at   TEXT NOT NULL,             -- ISO 8601, UTC
+    updated_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consultations_updated ON consultations (updated_at);
+CREATE TABLE IF NOT EXISTS answers (
+    consultation_id TEXT NOT NULL REFERENCES consultations (id) ON DELETE CASCADE,
+    question_id     TEXT NOT NULL,
+    finding         TEXT NOT NULL,
+    value           TEXT NOT NULL,          -- canonical answer value as JSON
+    result          TEXT NOT NULL,          -- the reply sent, as JSON
+    undone          INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (consultation_id, question_id)
+);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _pack_of(data: Mapping[str, Any]) -> tuple[str, str]:
+    pack = data.get("pack") if isinstance(data, Mapping) else None
+    if not isinstance(pack, Mapping) or not isinstance(pack.get("name"), str) or not isinstance(pack.get("version"), str):
+        raise InputError("a stored consultation needs its pack name and version (Consultation.to_dict() form)")
+    return pack["name"], pack["version"]
+
+
+class SQLiteStore:
+    """Consultations in one SQLite file (WAL journal, full sync: an answer is on disk when save returns)."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 10.0) -> None:
+        """Open (and create if needed) the database file and its schema."""
+        self.path = Path(path).expanduser()
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            # Patient answers: a private folder and file (SQLite gives its -wal and -shm files the file's mode).
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            with self._transaction() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"{self.path} has schema version {version}; this program knows up to {SCHEMA_VERSION}")
+                if version == 0:
+                    # Statement by statement: executescript() would commit the open transaction first.
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except StoreError:
+            self.close()
+            raise
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open the consultation database {self.path}: {exc}") from exc
+        except OSError as exc:
+            self.close()
+            raise StoreError(f"cannot create the consultation database {self.path}: {exc}") from exc
+
+    # One connection per thread: sqlite3 connections must not be shared between threads mid-use,
+    # and the API runs its handlers in a thread pool.
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")  # WAL's default (NORMAL) may lose the last commits on power loss
+                db.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.Error:
+                db.close()
+                raise
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers never both read then fail to upgrade.
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"consultation database {self.path}: {exc}") from exc
+        try:
+            yield db
+        except BaseException as exc:
+            if db.in_transaction:  # SQLite may already have rolled back after some errors
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"consultation database {self.path}: {exc}") from exc
+            raise
+        else:
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise StoreError(f"consultation database {self.path}: cannot commit: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"consultation database {self.path}: {exc}") from exc
+
+    @property
+    def journal_mode(self) -> str:
+        """The journal mode in force ('wal')."""
+        return str(self._read("PRAGMA journal_mode", ())[0][0])
+
+    def create(self, data: Mapping[str, Any]) -> StoredConsultation:
+        """Store a new consultation under a fresh random id."""
+        name, version = _pack_of(data)
+        now = _now()
+        cid = uuid.uuid4().hex
+        body = json.dumps(data, separators=(",", ":"))
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                (cid, name, version, body, now.isoformat(), now.isoformat()),
+            )
+        return StoredConsultation(cid, json.loads(body), 0, name, version, now, now)
+
+    def get(self, consultation_id: str) -> StoredConsultation:
+        """The stored consultation, or ConsultationNotFoundError."""
+        rows = self._read(
+            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at FROM consultations WHERE id = ?", (consultation_id,)
+        )
+        row = rows[0] if rows else None
+        if row is None:
+            raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+        return StoredConsultation(row[0], json.loads(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]))
+
+    def _update(self, db: sqlite3.Connection, consultation_id: str, expected_revision: int, data: Mapping[str, Any]) -> StoredConsultation:
+        name, version = _pack_of(data)
+        now = _now()
+        body = json.dumps(data, separators=(",", ":"))
+        cur = db.execute(
+            "UPDATE consultations SET data = ?, revision = revision + 1, pack_name = ?, pack_version = ?, updated_at = ? WHERE id = ? AND revision = ?",
+            (body, name, version, now.isoformat(), consultation_id, expected_revision),
+        )
+        if cur.rowcount == 0:
+            row = db.execute("SELECT revision FROM consultations WHERE id = ?", (consultation_id,)).fetchone()
+            if row is None:
+                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+            raise StaleRevisionError(f"consultation {consultation_id} is at revision {row[0]}, not {expected_revision}")
+        created = db.execute("SELECT created_at FROM consultations WHERE id = ?", (consultation_id,)).fetchone()[0]
+        return StoredConsultation(consultation_id, json.loads(body), expected_revision + 1, name, version, _time(created), now)
+
+    def save_answer(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer) -> StoredConsultation:
+        """Save the consultation after an answer and log the answer, in one transaction."""
+        with self._transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM answers WHERE consultation_id = ? AND question_id = ?", (consultation_id, answer.question_id)
+            ).fetchone():
+                raise DuplicateAnswerError(f"question {answer.question_id} of {consultation_id} is already answered")
+            stored = self._update(db, consultation_id, expected_revision, data)
+            db.execute(
+                "INSERT INTO answers (consultation_id, question_id, finding, value, result, undone, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (
+                    consultation_id,
+                    answer.question_id,
+                    answer.finding,
+                    json.dumps(answer.value),
+                    json.dumps(answer.result, separators=(",", ":")),
+                    stored.updated_at.isoformat(),
+                ),
+            )
+        return stored
+
+    def save_undo(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str) -> StoredConsultation:
+        """Save the consultation after an undo and mark the latest logged answer to `finding` as undone."""
+        with self._transaction() as db:
+            stored = self._update(db, consultation_id, expected_revision, data)
+            # Initial findings are never logged, so there may be nothing to mark.
+            db.execute(
+                "UPDATE answers SET undone = 1 WHERE rowid = (SELECT rowid FROM answers WHERE consultation_id = ? AND finding = ? AND undone = 0 ORDER BY rowid DESC LIMIT 1)",
+                (consultation_id, finding),
+            )
+        return stored
+
+    def get_answer(self, consultation_id: str, question_id: str) -> LoggedAnswer | None:
+        """The logged answer to this question id, if any (undone ones included)."""
+        rows = self._read(
+            "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? AND question_id = ?",
+            (consultation_id, question_id),
+        )
+        row = rows[0] if rows else None
+        if row is None:
+            return None
+        return LoggedAnswer(row[0], row[1], json.loads(row[2]), json.loads(row[3]), bool(row[4]), _time(row[5]))
+
+    def answers(self, consultation_id: str) -> list[LoggedAnswer]:
+        """The whole answer log of a consultation, oldest first (undone answers included)."""
+        rows = self._read(
+            "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? ORDER BY rowid",
+            (consultation_id,),
+        )
+        return [LoggedAnswer(r[0], r[1], json.loads(r[2]), json.loads(r[3]), bool(r[4]), _time(r[5])) for r in rows]
+
+    def delete(self, consultation_id: str) -> None:
+        """Delete a consultation and its answer log for good."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM answers WHERE consultation_id = ?", (consultation_id,))
+            if db.execute("DELETE FROM consultations WHERE id = ?", (consultation_id,)).rowcount == 0:
+                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+
+    def list(self, limit: int = 100, offset: int = 0) -> list[ConsultationSummary]:
+        """Consultations, most recently updated first."""
+        rows = self._read(
+            "SELECT id, pack_name, pack_version, revision, created_at, updated_at FROM consultations ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
+            (max(0, int(limit)), max(0, int(offset))),
+        )
+        return [ConsultationSummary(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5])) for r in rows]
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for db in conns:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
