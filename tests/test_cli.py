@@ -680,3 +680,17 @@ def test_pack_build_without_data_is_input_error(tmp_path: Path) -> None:
     p = run_cli("pack", "build", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "out"))
     assert_input_error(p, "nodata")
     assert not (tmp_path / "out").exists()
+
+
+def test_consult_case_writes_report_and_fhir(tmp_path) -> None:
+    """--report (.md / .html by suffix) and --fhir write the exports of the finished consultation."""
+    case = Path(__file__).resolve().parents[1] / "src" / "diagnostician" / "cases" / "child_cough.json"
+    md, html, fhir = tmp_path / "r.md", tmp_path / "r.html", tmp_path / "b.json"
+    p = run_cli("consult", "--case", str(case), "--report", str(md), "--fhir", str(fhir), "--json")
+    assert_ok(p)
+    assert md.read_text(encoding="utf-8").startswith("# Clinician report")
+    assert json.loads(fhir.read_text(encoding="utf-8"))["resourceType"] == "Bundle"
+    assert_ok(run_cli("consult", "--case", str(case), "--report", str(html)))
+    assert html.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+    bad = run_cli("consult", "--case", str(case), "--report", str(tmp_path / "missing" / "r.md"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.startswith("error:")
