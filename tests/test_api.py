@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,49 +19,16 @@ from diagnostician.consult import Consultation
 from diagnostician.consult.cases import load_case
 from diagnostician.engine import NOTICE
 from diagnostician.errors import InputError
+from servers import ServerProcess
 
 PROBLEM = "application/problem+json"
 
 
-class Server:
+class Server(ServerProcess):
     """A `diagnostician serve` process on a free loopback port."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
-        self.data_dir, self.log = data_dir, log
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSTICIAN_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "diagnostician.cli.main", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.log_file = open(log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text(errors='replace')}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server not ready after {timeout_s} s:\n{self.log.read_text(errors='replace')}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log_file.close()
+        super().__init__(["serve"], "/v1/health", data_dir, log)
 
 
 @pytest.fixture(scope="module")

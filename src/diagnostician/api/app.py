@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from diagnostician import __version__
+from diagnostician.api import chat
 from diagnostician.api.models import (
     AnswerIn,
     AnswerOut,
@@ -275,9 +276,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = ConsultationService(store, pack)
     install_error_handlers(app)
     app.include_router(_router())
+    app.include_router(chat.router())
     # Added last = outermost: the size limit acts before anything reads the body.
     app.add_middleware(ErrorGuardMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, path_limits={chat.PATH: settings.chat_max_body_bytes})
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _redact_access_log()
     return app

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints, field_validator, model_validator
 
 from diagnostician.consult.service import MAX_QUESTIONS_LIMIT
 
@@ -307,3 +307,139 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     pack: PackRef
+
+
+# ---------------------------------------------------------------- chat (OpenAI-compatible)
+
+MAX_CHAT_MESSAGES = 1000  # a whole consultation with every re-ask and undo is well under 200
+MAX_CHAT_TEXT = 100_000  # per message; the request body limit is the tighter bound in practice
+ChatText = Annotated[str, StringConstraints(strict=True, max_length=MAX_CHAT_TEXT)]
+
+
+class _OpenAIIn(BaseModel):
+    # OpenAI clients send many optional fields (temperature, top_p, tools, user, …): accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ChatTextPart(_OpenAIIn):
+    """A text part of a message's content (the array form of content); other part types are refused."""
+
+    type: Literal["text"]
+    text: ChatText
+
+
+class ChatMessageIn(_OpenAIIn):
+    """One message of the chat history. System and developer messages are accepted and ignored."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Union[ChatText, Annotated[list[ChatTextPart], Field(max_length=100)], None] = Field(
+        default=None, description="The text, or an array of text parts. Required for user messages."
+    )
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        # A clear message instead of one error per member of the union.
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValueError("content must be text: a string or an array of text parts")
+        for part in value:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise ValueError("only text parts are supported (no images, audio or files)")
+        return value
+
+    @model_validator(mode="after")
+    def _user_has_content(self) -> "ChatMessageIn":
+        if self.role == "user" and self.content is None:
+            raise ValueError("a user message needs content (text)")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The message's text (text parts joined by newlines; '' for no content)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content)
+
+
+class ChatStreamOptions(_OpenAIIn):
+    """Streaming options: include_usage adds a last chunk with the usage."""
+
+    include_usage: Optional[StrictBool] = None
+
+
+class ChatCompletionRequest(_OpenAIIn):
+    """A chat completion request in the OpenAI format. Sampling parameters (temperature, top_p, max_tokens, seed, …)
+    are accepted and ignored: the replies are deterministic and never cut short."""
+
+    model: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=100)] = Field(
+        description="The model id: `diagnostician`.", examples=["diagnostician"]
+    )
+    messages: Annotated[list[ChatMessageIn], Field(min_length=1, max_length=MAX_CHAT_MESSAGES)] = Field(
+        description="The whole chat history, oldest first; the last message must come from the user."
+    )
+    stream: Optional[StrictBool] = Field(default=False, description="Send the reply as server-sent events (`data: {chunk}` … `data: [DONE]`).")
+    stream_options: Optional[ChatStreamOptions] = None
+    n: Optional[StrictInt] = Field(default=None, description="Number of replies: only 1 (or absent) is supported.")
+
+    @model_validator(mode="after")
+    def _ends_with_user(self) -> "ChatCompletionRequest":
+        if self.messages and self.messages[-1].role != "user":
+            raise ValueError("the last message must come from the user")
+        return self
+
+
+class ChatMessageOut(BaseModel):
+    """The assistant's reply."""
+
+    role: Literal["assistant"]
+    content: str
+    refusal: None = None
+
+
+class ChatChoice(BaseModel):
+    """The one reply."""
+
+    index: int
+    message: ChatMessageOut
+    finish_reason: Literal["stop"]
+    logprobs: None = None
+
+
+class ChatUsage(BaseModel):
+    """Always zero: no language model runs, so there are no tokens to count (present because clients expect it)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """A chat completion in the OpenAI format."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int = Field(description="Unix time of the reply.")
+    model: str
+    system_fingerprint: str = Field(description="The knowledge pack that answered: name-version.")
+    choices: list[ChatChoice]
+    usage: ChatUsage
+
+
+class ModelOut(BaseModel):
+    """A model in the OpenAI format."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """The models this server offers: only `diagnostician`."""
+
+    object: Literal["list"]
+    data: list[ModelOut]

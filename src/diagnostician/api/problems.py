@@ -118,17 +118,19 @@ class BodyLimitMiddleware:
     in Content-Length or streams chunks is held to the same limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        """Wrap an ASGI app."""
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
+        """Wrap an ASGI app; `path_limits` gives other limits for exact paths."""
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection scope."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = f"the request body exceeds the limit of {self.max_bytes} bytes"
+        max_bytes = self.path_limits.get(scope.get("path", ""), self.max_bytes)
+        too_big = f"the request body exceeds the limit of {max_bytes} bytes"
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -136,7 +138,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     await _send_problem(send, 400, "bad-request", "Bad Request", "invalid Content-Length header", close=True)
                     return
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     await _send_problem(send, 413, "body-too-large", "Request body too large", too_big, close=True)
                     return
         chunks: list[bytes] = []
@@ -147,7 +149,7 @@ class BodyLimitMiddleware:
                 return  # the client left; nobody to answer
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 await _send_problem(send, 413, "body-too-large", "Request body too large", too_big, close=True)
                 return
             chunks.append(body)

@@ -14,7 +14,10 @@ from diagnostician.errors import InputError
 DATABASE_URL_ENV = "DIAGNOSTICIAN_DATABASE_URL"
 PACK_ENV = "DIAGNOSTICIAN_PACK"
 MAX_BODY_ENV = "DIAGNOSTICIAN_MAX_BODY_BYTES"
+CHAT_MAX_BODY_ENV = "DIAGNOSTICIAN_CHAT_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# The chat endpoint is sent the whole history every turn (questions with long answer lists included).
+DEFAULT_CHAT_MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Settings:
     database_url: str | None = None  # overrides the SQLite file in data_dir (PostgreSQL later)
     pack: str = "ddxplus"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    chat_max_body_bytes: int = DEFAULT_CHAT_MAX_BODY_BYTES
 
     @property
     def store_url(self) -> str:
@@ -33,22 +37,28 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Settings from DIAGNOSTICIAN_DATA_DIR, _DATABASE_URL, _PACK and _MAX_BODY_BYTES (defaults for the rest)."""
+        """Settings from DIAGNOSTICIAN_DATA_DIR, _DATABASE_URL, _PACK, _MAX_BODY_BYTES and _CHAT_MAX_BODY_BYTES (defaults for the rest)."""
         env = os.environ if environ is None else environ
         data_dir = env.get(DATA_DIR_ENV, "").strip()
-        limit = env.get(MAX_BODY_ENV, "").strip()
-        try:
-            max_body = int(limit) if limit else DEFAULT_MAX_BODY_BYTES
-        except ValueError as exc:
-            raise InputError(f"{MAX_BODY_ENV} must be a number of bytes, got {limit!r}") from exc
-        if max_body < 1024:
-            raise InputError(f"{MAX_BODY_ENV} must be at least 1024 bytes")
         return cls(
             data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
             database_url=env.get(DATABASE_URL_ENV, "").strip() or None,
             pack=env.get(PACK_ENV, "").strip() or "ddxplus",
-            max_body_bytes=max_body,
+            max_body_bytes=_byte_limit(env, MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES),
+            chat_max_body_bytes=_byte_limit(env, CHAT_MAX_BODY_ENV, DEFAULT_CHAT_MAX_BODY_BYTES),
         )
+
+
+def _byte_limit(env: Mapping[str, str], name: str, default: int) -> int:
+    """A body size limit from the environment: a number of bytes, at least 1024."""
+    limit = env.get(name, "").strip()
+    try:
+        value = int(limit) if limit else default
+    except ValueError as exc:
+        raise InputError(f"{name} must be a number of bytes, got {limit!r}") from exc
+    if value < 1024:
+        raise InputError(f"{name} must be at least 1024 bytes")
+    return value
 
 
 def is_loopback(host: str) -> bool:

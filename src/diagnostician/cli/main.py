@@ -203,26 +203,24 @@ def _ask_valid(con: Any, prompt: str, parse: Any) -> Any:
 
 def _choose_complaint(con: Any, pack: Any) -> str | None:
     """Let the person name the main complaint: a menu of common ones, or a word to search questions."""
-    common = [c for c in pack.meta.get("common_complaints", []) if c in pack.finding_index]
-    if not common:
-        common = [f.code for f in pack.findings if not f.antecedent and f.kind == "binary"][:12]
-    con.print("\n[bold]What brings you here today?[/] Pick a number, or type a word to search (e.g. 'throat').")
+    from diagnostician.dialogue.intake import COMPLAINT_PROMPT, common_complaints, pick_complaint
+
+    menu = common_complaints(pack)
+    con.print(f"\n[bold]{COMPLAINT_PROMPT}[/] Pick a number, or type a word to search (e.g. 'throat').")
     while True:
-        for i, code in enumerate(common, 1):
+        for i, code in enumerate(menu, 1):
             con.print(f"  {i:2d}. {pack.finding(code).question}")
         text = _ask(con, "> ")
         if text is None:
             return None
-        t = text.strip()
-        if t.isdigit() and 1 <= int(t) <= len(common):
-            return common[int(t) - 1]
-        if t in pack.finding_index:
-            return t
-        hits = [f.code for f in pack.findings if f.kind == "binary" and not f.antecedent and t.lower() in f.question.lower()] if t else []
-        if not hits:
-            con.print("[yellow]Nothing matched; try another word or pick a number.[/]")
+        try:
+            pick = pick_complaint(pack, menu, text)
+        except InputError as exc:
+            con.print(f"[yellow]{exc}[/]")
             continue
-        common = hits[:15]
+        if pick.code is not None:
+            return pick.code
+        menu = list(pick.matches)
         con.print("Matching questions:")
 
 
@@ -443,19 +441,26 @@ def cmd_pack_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- serve
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Refuse a non-loopback host (no API keys yet) and an impossible port."""
+    from diagnostician.api.settings import is_loopback
+
+    if not is_loopback(host):
+        raise InputError(
+            f"refusing to listen on {host}: API keys are not implemented yet, so the server only listens on loopback "
+            "(127.0.0.1, ::1 or localhost)"
+        )
+    if not 1 <= port <= 65535:
+        raise InputError("--port must lie between 1 and 65535")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API with uvicorn (loopback only until API keys exist)."""
-    from diagnostician.api.settings import DATABASE_URL_ENV, PACK_ENV, Settings, is_loopback
+    from diagnostician.api.settings import DATABASE_URL_ENV, PACK_ENV, Settings
     from diagnostician.consult.store import DATA_DIR_ENV, open_store
     from diagnostician.knowledge.schema import load_pack
 
-    if not is_loopback(args.host):
-        raise InputError(
-            f"refusing to listen on {args.host}: API keys are not implemented yet, so the server only listens on loopback "
-            "(127.0.0.1, ::1 or localhost)"
-        )
-    if not 1 <= args.port <= 65535:
-        raise InputError("--port must lie between 1 and 65535")
+    _check_listen(args.host, args.port)
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     # Worker processes read their settings from the environment (uvicorn starts them from an import string).
@@ -479,6 +484,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info",
         server_header=False,
     )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- mcp
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the consultation as MCP tools over stdio or streamable HTTP (loopback only, like serve)."""
+    from dataclasses import replace
+
+    from diagnostician.api.settings import Settings
+    from diagnostician.consult.service import ConsultationService
+    from diagnostician.consult.store import open_store
+    from diagnostician.knowledge.schema import load_pack
+
+    if args.transport == "http":
+        _check_listen(args.host, args.port)
+    # The same settings as `serve`, so one data folder holds the consultations of both servers.
+    settings = Settings.from_env()
+    if args.data_dir:
+        settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
+    if args.pack:
+        settings = replace(settings, pack=args.pack)
+    pack = load_pack(settings.pack)
+    store = open_store(settings.store_url)  # a bad folder or URL is a one-line error now
+    try:
+        from diagnostician.consult import Consultation
+        from diagnostician.mcp_server import create_server, run_http, run_stdio
+
+        # Warm the engine's per-pack caches so the first call does not wait for them.
+        warm = Consultation.begin(40, "F", pack=pack)
+        warm.next_question()
+        warm.assessment()
+        server = create_server(ConsultationService(store, pack))
+        if args.transport == "stdio":
+            # stdout carries the protocol: everything else goes to stderr.
+            print(f"diagnostician {__version__}: MCP over stdio; consultations in {settings.store_url}", file=sys.stderr)
+            run_stdio(server)
+        else:
+            print(
+                f"diagnostician {__version__}: MCP over streamable HTTP at http://{args.host}:{args.port}/mcp; "
+                f"consultations in {settings.store_url}",
+                file=sys.stderr,
+            )
+            run_http(server, args.host, args.port, max_body_bytes=settings.max_body_bytes)
+    finally:
+        store.close()
     return EXIT_OK
 
 
@@ -547,6 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--data-dir", help="folder of the consultation database (default $DIAGNOSTICIAN_DATA_DIR or the per-user data folder)")
     sv.add_argument("--pack", help="knowledge pack (default $DIAGNOSTICIAN_PACK or ddxplus)")
     sv.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("mcp", help="serve the consultation as MCP tools for LLM agents (stdio or streamable HTTP)")
+    m.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or http (streamable HTTP at /mcp)")
+    m.add_argument("--host", default="127.0.0.1", help="listen address for http (default 127.0.0.1; loopback only for now)")
+    m.add_argument("--port", type=int, default=8001, help="port for http (default 8001)")
+    m.add_argument("--data-dir", help="folder of the consultation database (default $DIAGNOSTICIAN_DATA_DIR or the per-user data folder)")
+    m.add_argument("--pack", help="knowledge pack (default $DIAGNOSTICIAN_PACK or ddxplus)")
+    m.set_defaults(func=cmd_mcp)
     return ap
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from diagnostician.dialogue.render import answer_menu
 from diagnostician.engine.posterior import Answer, AnswerValue
 from diagnostician.errors import InvalidAnswerError
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding
@@ -13,12 +14,17 @@ NO = {"n", "no", "nope", "false", "0", "non", "absent", "none"}
 UNKNOWN = {"?", "dk", "don't know", "dont know", "unknown", "not sure", "idk", "skip"}
 
 
+def is_number(text: str) -> bool:
+    """Whether text is a menu-sized whole number: ASCII digits only ('²' passes isdigit but int() refuses it), at most 6."""
+    return text.isascii() and text.isdigit() and len(text) <= 6  # int() refuses over 4300 digits; no menu is that long
+
+
 def _match_value(f: Finding, token: str) -> str:
     t = token.strip().lower()
     for code, label in zip(f.values, f.labels):
         if t == code.lower() or t == label.lower():
             return code
-    if t.isdigit() and 1 <= int(t) <= len(f.values) and not all(v.isdigit() for v in f.values):
+    if is_number(t) and 1 <= int(t) <= len(f.values) and not all(v.isdigit() for v in f.values):
         return f.values[int(t) - 1]  # a menu number
     starts = [code for code, label in zip(f.values, f.labels) if label.lower().startswith(t)]
     if len(starts) == 1:
@@ -51,6 +57,18 @@ def parse_answer(f: Finding, text: str) -> AnswerValue:
     if not parts:
         raise InvalidAnswerError("give at least one value, separated by commas")
     return tuple(sorted({_match_value(f, p) for p in parts}))
+
+
+def parse_menu_answer(f: Finding, text: str) -> AnswerValue:
+    """Like parse_answer, also reading one number of the menu `render.answer_menu` shows (2 = no, last = don't know)."""
+    t = text.strip()
+    menu = answer_menu(f)
+    # Only a lone number is a menu pick; lists ("1, 3") are value numbers, which parse_answer reads.
+    if is_number(t) and menu and 1 <= int(t) <= len(menu):
+        n = int(t)
+        if f.kind == BINARY or n == len(menu):
+            return menu[n - 1][2]
+    return parse_answer(f, text)
 
 
 def as_answer(f: Finding, value: object) -> Answer:

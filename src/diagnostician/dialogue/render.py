@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from diagnostician.engine.inquiry import Question
+from diagnostician.engine.posterior import AnswerValue
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding, Pack
+
+DONT_KNOW = "don't know"
 
 
 def is_scale(f: Finding) -> bool:
@@ -27,6 +30,18 @@ def options(f: Finding) -> list[tuple[int, str, str]]:
     if f.kind == BINARY or is_scale(f):
         return []
     return [(i + 1, v, lab) for i, (v, lab) in enumerate(zip(f.values, f.labels))]
+
+
+def answer_menu(f: Finding) -> list[tuple[int, str, AnswerValue]]:
+    """(number, label, engine value) of every allowed answer as a chat shows them: yes/no or the list, then don't know.
+
+    Empty for scales, whose numbers are the answers themselves.
+    """
+    if is_scale(f):
+        return []
+    items: list[tuple[str, AnswerValue]] = [("yes", True), ("no", False)] if f.kind == BINARY else list(zip(f.labels, f.values))
+    items.append((DONT_KNOW, None))
+    return [(i, label, value) for i, (label, value) in enumerate(items, 1)]
 
 
 def reason(pack: Pack, q: Question) -> str:
