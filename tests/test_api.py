@@ -332,12 +332,12 @@ def test_settings_from_environment(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.org"])
-def test_serve_refuses_non_loopback(host, capsys) -> None:
+def test_serve_refuses_non_loopback_without_keys(host, capsys, tmp_path) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["serve", "--host", host])
+        main(["serve", "--host", host, "--data-dir", str(tmp_path)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and "API keys are not implemented yet" in err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "without an API key" in err
 
 
 def test_consultation_survives_a_server_restart(tmp_path) -> None:

@@ -12,14 +12,17 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from starlette.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from diagnostician import __version__
 from diagnostician.api import chat
+from diagnostician.api.auth import SCOPE_KEY, ApiKeyMiddleware
 from diagnostician.api.models import (
     AnswerIn,
     AnswerOut,
     AssessmentOut,
+    AuditOut,
     ConditionList,
     ConsultationOut,
     CreateConsultation,
@@ -37,6 +40,7 @@ from diagnostician.consult.export import clinician_report_html, clinician_report
 from diagnostician.consult.service import ConsultationService, search_conditions, search_findings
 from diagnostician.consult.store import open_store
 from diagnostician.knowledge.schema import load_pack
+from diagnostician.web import mount as mount_web
 
 DESCRIPTION = """\
 An evidence-based clinical inquiry engine over HTTP. Create a consultation with age, sex and the
@@ -88,6 +92,14 @@ def _service(request: Request) -> ConsultationService:
 Service = Annotated[ConsultationService, Depends(_service)]
 
 
+def _key_name(request: Request) -> str | None:
+    """The name of the API key that made the request (set by ApiKeyMiddleware), for the audit log."""
+    return request.scope.get(SCOPE_KEY)
+
+
+KeyName = Annotated[str | None, Depends(_key_name)]
+
+
 def _router() -> APIRouter:
     r = APIRouter(prefix="/v1")
     consultations = ["consultations"]
@@ -129,10 +141,10 @@ def _router() -> APIRouter:
         summary="Answer the pending question",
         responses=_problems(400, 404, 409, 413, 415, 422),
     )
-    def post_answer(consultation_id: str, body: AnswerIn, response: Response, service: Service) -> dict[str, Any]:
+    def post_answer(consultation_id: str, body: AnswerIn, response: Response, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Record the answer to the pending question. Idempotent by question id: a retry with the same value
         returns the same result (header `Idempotent-Replayed: true`); another value gets 409."""
-        result, replayed = service.answer(consultation_id, body.question_id, body.value)
+        result, replayed = service.answer(consultation_id, body.question_id, body.value, key_name)
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return result
@@ -144,9 +156,20 @@ def _router() -> APIRouter:
         summary="Take back the last answer",
         responses=_problems(404, 409, 413),
     )
-    def post_undo(consultation_id: str, service: Service) -> dict[str, Any]:
+    def post_undo(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Take back the last answer given during the inquiry (initial findings stay); 409 when there is none."""
-        return service.undo(consultation_id)
+        return service.undo(consultation_id, key_name)
+
+    @r.get(
+        "/consultations/{consultation_id}/audit",
+        response_model=AuditOut,
+        tags=consultations,
+        summary="Get the audit log",
+        responses=_problems(404),
+    )
+    def get_audit(consultation_id: str, service: Service) -> dict[str, Any]:
+        """Each answer and undo: time, finding code, triage level after it, pack version, API key name (never the answer value)."""
+        return service.audit(consultation_id)
 
     @r.get(
         "/consultations/{consultation_id}/assessment",
@@ -277,9 +300,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(_router())
     app.include_router(chat.router())
+    mount_web(app)  # the consultation page at / (static files, no network fetch)
     # Added last = outermost: the size limit acts before anything reads the body.
     app.add_middleware(ErrorGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, path_limits={chat.PATH: settings.chat_max_body_bytes})
+    # Outside the size limit: a request without a valid key is refused before its body is read.
+    app.add_middleware(ApiKeyMiddleware, store=store, required=settings.require_keys, default_rate_limit=settings.rate_limit)
+    if settings.cors_origins:  # closed by default: no CORS headers unless origins are configured
+        # Outermost, so preflight requests (which carry no key) are answered before the key check.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
+        )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _redact_access_log()
     return app

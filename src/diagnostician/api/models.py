@@ -215,6 +215,24 @@ class UndoOut(BaseModel):
     questions_asked: int
 
 
+class AuditEntryOut(BaseModel):
+    """One decision: what was asked or taken back and the triage level after it (never the answer value)."""
+
+    time: Optional[str]
+    action: Literal["answer", "undo"]
+    finding: str = Field(description="The finding code of the question")
+    triage_level: str
+    pack_version: str
+    key_name: Optional[str] = Field(description="The API key that made the request (null when keys are not required)")
+
+
+class AuditOut(BaseModel):
+    """The audit log of a consultation, oldest first."""
+
+    consultation_id: str
+    entries: list[AuditEntryOut]
+
+
 class DifferentialEntryOut(BaseModel):
     """One condition of the differential."""
 

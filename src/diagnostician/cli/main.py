@@ -1,4 +1,4 @@
-"""The `diagnostician` command: demo, consult, bench, pack."""
+"""The `diagnostician` command: demo, consult, bench, pack, serve, keys, mcp."""
 
 from __future__ import annotations
 
@@ -442,25 +442,29 @@ def cmd_pack_train(args: argparse.Namespace) -> int:
 
 
 def _check_listen(host: str, port: int) -> None:
-    """Refuse a non-loopback host (no API keys yet) and an impossible port."""
+    """Refuse a non-loopback host (the MCP server has no API keys) and an impossible port."""
     from diagnostician.api.settings import is_loopback
 
     if not is_loopback(host):
         raise InputError(
-            f"refusing to listen on {host}: API keys are not implemented yet, so the server only listens on loopback "
+            f"refusing to listen on {host}: the MCP server has no API keys, so it only listens on loopback "
             "(127.0.0.1, ::1 or localhost)"
         )
+    _check_port(port)
+
+
+def _check_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise InputError("--port must lie between 1 and 65535")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the HTTP API with uvicorn (loopback only until API keys exist)."""
-    from diagnostician.api.settings import DATABASE_URL_ENV, PACK_ENV, Settings
+    """Serve the HTTP API with uvicorn; API keys are required beyond loopback (and on loopback with --require-keys)."""
+    from diagnostician.api.settings import DATABASE_URL_ENV, PACK_ENV, REQUIRE_KEYS_ENV, Settings, is_loopback
     from diagnostician.consult.store import DATA_DIR_ENV, open_store
     from diagnostician.knowledge.schema import load_pack
 
-    _check_listen(args.host, args.port)
+    _check_port(args.port)
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     # Worker processes read their settings from the environment (uvicorn starts them from an import string).
@@ -469,9 +473,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ.pop(DATABASE_URL_ENV, None)  # an explicit --data-dir wins over a URL in the environment
     if args.pack:
         os.environ[PACK_ENV] = args.pack
+    if args.require_keys or not is_loopback(args.host):
+        os.environ[REQUIRE_KEYS_ENV] = "1"  # beyond loopback, keys are not optional
     settings = Settings.from_env()
     load_pack(settings.pack)
-    open_store(settings.store_url).close()  # a bad folder or URL is a one-line error now, not a worker traceback
+    store = open_store(settings.store_url)  # a bad folder or URL is a one-line error now, not a worker traceback
+    try:
+        active = [k for k in store.list_keys() if k.revoked_at is None] if settings.require_keys else []
+    finally:
+        store.close()
+    if settings.require_keys and not active:
+        where = f"listen on {args.host}" if not is_loopback(args.host) else "require API keys"
+        raise InputError(f"refusing to {where} without an API key: create one with `diagnostician keys create --name CLIENT`")
     import uvicorn
 
     print(f"diagnostician {__version__}: serving http://{args.host}:{args.port} (docs at /docs); consultations in {settings.store_url}", file=sys.stderr)
@@ -487,11 +500,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- keys
+
+
+def _key_store(args: argparse.Namespace) -> Any:
+    """The store named by --data-dir, or by the environment as for `serve`."""
+    from dataclasses import replace
+
+    from diagnostician.api.settings import Settings
+    from diagnostician.consult.store import open_store
+
+    settings = Settings.from_env()
+    if args.data_dir:
+        settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
+    return open_store(settings.store_url)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create an API key, print it once (only its hash is stored)."""
+    from diagnostician.api.auth import check_key_name, hash_key, new_key, parse_rate_limit
+
+    name = check_key_name(args.name)
+    rate = parse_rate_limit(args.rate_limit) if args.rate_limit else None
+    key = new_key()
+    store = _key_store(args)
+    try:
+        store.create_key(name, hash_key(key), rate)
+    finally:
+        store.close()
+    print(key)
+    print(f"API key {name!r} created; it is shown only this once, keep it secret", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """List API keys: names, creation and revocation times, rate limits; never the keys."""
+    store = _key_store(args)
+    try:
+        keys = store.list_keys()
+    finally:
+        store.close()
+    if args.json:
+        rows = [
+            {"name": k.name, "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None, "rate_limit": k.rate_limit}
+            for k in keys
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for k in keys:
+        state = f"revoked {k.revoked_at.isoformat(timespec='seconds')}" if k.revoked_at else "active"
+        rate = f"{k.rate_limit}/min" if k.rate_limit else "default rate"
+        print(f"{k.name}\tcreated {k.created_at.isoformat(timespec='seconds')}\t{state}\t{rate}")
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """Revoke an API key by name, for good."""
+    store = _key_store(args)
+    try:
+        store.revoke_key(args.name)
+    finally:
+        store.close()
+    print(f"API key {args.name!r} revoked", file=sys.stderr)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- mcp
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    """Serve the consultation as MCP tools over stdio or streamable HTTP (loopback only, like serve)."""
+    """Serve the consultation as MCP tools over stdio or streamable HTTP (loopback only: no API keys)."""
     from dataclasses import replace
 
     from diagnostician.api.settings import Settings
@@ -592,17 +670,35 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"), help="pack folder")
     pt.set_defaults(func=cmd_pack_train)
 
-    sv = sub.add_parser("serve", help="serve the HTTP API (loopback only: API keys are not implemented yet)")
-    sv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; loopback only for now)")
+    sv = sub.add_parser("serve", help="serve the HTTP API (API keys required beyond loopback)")
+    sv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; any other needs an API key to exist)")
+    sv.add_argument("--require-keys", action="store_true", help="require API keys on loopback too (or DIAGNOSTICIAN_REQUIRE_KEYS=1)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sv.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     sv.add_argument("--data-dir", help="folder of the consultation database (default $DIAGNOSTICIAN_DATA_DIR or the per-user data folder)")
     sv.add_argument("--pack", help="knowledge pack (default $DIAGNOSTICIAN_PACK or ddxplus)")
     sv.set_defaults(func=cmd_serve)
 
+    data_help = "folder of the consultation database (default $DIAGNOSTICIAN_DATA_DIR or the per-user data folder)"
+    k = sub.add_parser("keys", help="API keys of the HTTP API (stored hashed, in the consultation database)")
+    ksub = k.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    kc = ksub.add_parser("create", help="create a key for a client and print it once")
+    kc.add_argument("--name", required=True, help="the client's name (letters, digits, '.', '_', '-')")
+    kc.add_argument("--rate-limit", metavar="N/min", help="requests per minute for this key (default: the server's, 120/min)")
+    kc.add_argument("--data-dir", help=data_help)
+    kc.set_defaults(func=cmd_keys_create)
+    kl = ksub.add_parser("list", help="list keys: names, created, revoked (never the keys)")
+    kl.add_argument("--data-dir", help=data_help)
+    kl.add_argument("--json", action="store_true", help="machine-readable output")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = ksub.add_parser("revoke", help="revoke a key by name")
+    kr.add_argument("name")
+    kr.add_argument("--data-dir", help=data_help)
+    kr.set_defaults(func=cmd_keys_revoke)
+
     m = sub.add_parser("mcp", help="serve the consultation as MCP tools for LLM agents (stdio or streamable HTTP)")
     m.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or http (streamable HTTP at /mcp)")
-    m.add_argument("--host", default="127.0.0.1", help="listen address for http (default 127.0.0.1; loopback only for now)")
+    m.add_argument("--host", default="127.0.0.1", help="listen address for http (default 127.0.0.1; loopback only)")
     m.add_argument("--port", type=int, default=8001, help="port for http (default 8001)")
     m.add_argument("--data-dir", help="folder of the consultation database (default $DIAGNOSTICIAN_DATA_DIR or the per-user data folder)")
     m.add_argument("--pack", help="knowledge pack (default $DIAGNOSTICIAN_PACK or ddxplus)")

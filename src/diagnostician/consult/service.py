@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from diagnostician.consult.session import Consultation
 from diagnostician.consult.store import (
+    AuditEntry,
     ConsultationStore,
     DuplicateAnswerError,
     LoggedAnswer,
@@ -238,15 +239,15 @@ class ConsultationService:
         """The answer value as the engine stores it (raises InvalidAnswerError for a value that does not fit)."""
         return _json_value(validate_answer(self.pack, as_answer(self.pack.finding(code), value)).value)
 
-    def answer(self, consultation_id: str, qid: str, value: object) -> tuple[dict[str, Any], bool]:
-        """Answer the pending question; return (result, replayed). Idempotent by question id."""
+    def answer(self, consultation_id: str, qid: str, value: object, key_name: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Answer the pending question; return (result, replayed). Idempotent by question id; `key_name` goes to the audit log."""
         for _ in range(self.retries):
             loaded = self.load(consultation_id)
             logged = self.store.get_answer(consultation_id, qid)
             if logged is not None:
                 return self._replay(logged, value), True
             try:
-                return self._answer_pending(loaded, qid, value), False
+                return self._answer_pending(loaded, qid, value, key_name), False
             except (DuplicateAnswerError, StaleRevisionError):
                 continue  # another request wrote first: look again (it may have been this very answer)
         raise SessionError("the consultation is changing too fast; fetch the question again")
@@ -258,7 +259,7 @@ class ConsultationService:
             raise AnswerConflictError(f"the answer to question {logged.question_id} was taken back (undo); fetch the next question")
         return logged.result
 
-    def _answer_pending(self, loaded: Loaded, qid: str, value: object) -> dict[str, Any]:
+    def _answer_pending(self, loaded: Loaded, qid: str, value: object, key_name: str | None = None) -> dict[str, Any]:
         c = loaded.consultation
         q = c.next_question()
         if q is None:
@@ -280,16 +281,19 @@ class ConsultationService:
             "notice": NOTICE,
         }
         log = LoggedAnswer(qid, q.code, _json_value(turn.answer.value), result)
-        self.store.save_answer(loaded.id, loaded.stored.revision, c.to_dict(), log)
+        audit = AuditEntry("answer", q.code, now.level, self.pack.version, key_name)
+        self.store.save_answer(loaded.id, loaded.stored.revision, c.to_dict(), log, audit)
         return result
 
-    def undo(self, consultation_id: str) -> dict[str, Any]:
-        """Take back the last answer given during the inquiry."""
+    def undo(self, consultation_id: str, key_name: str | None = None) -> dict[str, Any]:
+        """Take back the last answer given during the inquiry; `key_name` goes to the audit log."""
         loaded = self.load(consultation_id)
         c = loaded.consultation
         undone: Answer = c.undo()  # SessionError when there is nothing to undo
+        level = triage(self.pack, c.state, posterior(c.state), c.triage_policy).level
+        audit = AuditEntry("undo", undone.code, level, self.pack.version, key_name)
         try:
-            self.store.save_undo(loaded.id, loaded.stored.revision, c.to_dict(), undone.code)
+            self.store.save_undo(loaded.id, loaded.stored.revision, c.to_dict(), undone.code, audit)
         except StaleRevisionError as exc:
             # Retrying would take back a different answer than the client saw; let it look again.
             raise SessionError("the consultation changed meanwhile; nothing was undone, fetch it again") from exc
@@ -297,4 +301,22 @@ class ConsultationService:
             "consultation_id": loaded.id,
             "undone": {"finding": undone.code, "value": _json_value(undone.value), "text": answer_text(self.pack, undone)},
             "questions_asked": c.questions_asked,
+        }
+
+    def audit(self, consultation_id: str) -> dict[str, Any]:
+        """The audit log of a consultation: each answer and undo with the triage level after it (no answer values)."""
+        entries = self.store.audit_log(consultation_id)
+        return {
+            "consultation_id": consultation_id,
+            "entries": [
+                {
+                    "time": e.created_at.isoformat() if e.created_at else None,
+                    "action": e.action,
+                    "finding": e.finding,
+                    "triage_level": e.triage_level,
+                    "pack_version": e.pack_version,
+                    "key_name": e.key_name,
+                }
+                for e in entries
+            ],
         }

@@ -4,6 +4,9 @@ A consultation is stored as its `Consultation.to_dict()` JSON plus bookkeeping (
 revision number). Every accepted answer also goes to an answer log keyed by (consultation id,
 question id), which is what makes posting the same answer twice idempotent. Writes use optimistic
 concurrency on the revision, so several server processes can share one database.
+
+The same database holds the API keys (hashes only) and the audit log of decisions (codes and
+levels only, never answer values or free text), written in the answer's own transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from diagnostician.errors import DiagnosticianError, InputError
 
 DATA_DIR_ENV = "DIAGNOSTICIAN_DATA_DIR"
 DB_FILENAME = "consultations.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: api_keys and audit tables
 
 
 class StoreError(DiagnosticianError):
@@ -42,6 +45,10 @@ class StaleRevisionError(StoreError):
 
 class DuplicateAnswerError(StoreError):
     """The answer log already holds an answer to this question id."""
+
+
+class KeyNameError(StoreError):
+    """No API key with this name, or one already exists."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,28 @@ class LoggedAnswer:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One decision in the audit log: codes and levels only, never the answer value or free text."""
+
+    action: str  # "answer" or "undo"
+    finding: str  # the finding code asked (or taken back)
+    triage_level: str  # the triage level after the decision
+    pack_version: str
+    key_name: str | None = None  # the API key that made the request, when keys are in use
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: its name and state, never the key itself."""
+
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    rate_limit: int | None  # requests per minute; None: the server's default
+
+
 @runtime_checkable
 class ConsultationStore(Protocol):
     """Storage of consultations; every method is one transaction, committed before it returns."""
@@ -93,16 +122,40 @@ class ConsultationStore(Protocol):
         """The stored consultation, or ConsultationNotFoundError."""
         ...
 
-    def save_answer(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer) -> StoredConsultation:
-        """Save the consultation after an answer and log the answer, atomically.
+    def save_answer(
+        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer, audit: AuditEntry | None = None
+    ) -> StoredConsultation:
+        """Save the consultation after an answer, log the answer and the audit entry, atomically.
 
         Raises DuplicateAnswerError if the question id is already logged, StaleRevisionError if the
         stored revision is not `expected_revision`, ConsultationNotFoundError if it is gone.
         """
         ...
 
-    def save_undo(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str) -> StoredConsultation:
-        """Save the consultation after an undo and mark the latest logged answer to `finding` as undone."""
+    def save_undo(
+        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str, audit: AuditEntry | None = None
+    ) -> StoredConsultation:
+        """Save the consultation after an undo, mark the latest logged answer to `finding` as undone, and audit it."""
+        ...
+
+    def audit_log(self, consultation_id: str) -> list[AuditEntry]:
+        """The audit entries of a consultation, oldest first (ConsultationNotFoundError if it is gone)."""
+        ...
+
+    def create_key(self, name: str, key_hash: str, rate_limit: int | None = None) -> ApiKey:
+        """Store a new API key's hash under a unique name (KeyNameError if the name is taken, revoked keys included)."""
+        ...
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not, or None."""
+        ...
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every API key, oldest first."""
+        ...
+
+    def revoke_key(self, name: str) -> ApiKey:
+        """Revoke a key by name for good (KeyNameError if there is none)."""
         ...
 
     def get_answer(self, consultation_id: str, question_id: str) -> LoggedAnswer | None:
@@ -187,6 +240,23 @@ CREATE TABLE IF NOT EXISTS answers (
     created_at      TEXT NOT NULL,
     PRIMARY KEY (consultation_id, question_id)
 );
+CREATE TABLE IF NOT EXISTS audit (
+    consultation_id TEXT NOT NULL REFERENCES consultations (id) ON DELETE CASCADE,
+    created_at      TEXT NOT NULL,
+    pack_version    TEXT NOT NULL,
+    action          TEXT NOT NULL,          -- answer | undo
+    finding         TEXT NOT NULL,          -- a finding code: never the answer value or free text
+    triage_level    TEXT NOT NULL,
+    key_name        TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_consultation ON audit (consultation_id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name       TEXT PRIMARY KEY,
+    key_hash   TEXT NOT NULL UNIQUE,        -- sha256 hex of the key (never the key itself)
+    rate_limit INTEGER,                     -- requests per minute, NULL for the server default
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
 """
 
 
@@ -203,6 +273,10 @@ def _pack_of(data: Mapping[str, Any]) -> tuple[str, str]:
     if not isinstance(pack, Mapping) or not isinstance(pack.get("name"), str) or not isinstance(pack.get("version"), str):
         raise InputError("a stored consultation needs its pack name and version (Consultation.to_dict() form)")
     return pack["name"], pack["version"]
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(row[0], _time(row[1]), _time(row[2]) if row[2] else None, row[3])
 
 
 class SQLiteStore:
@@ -224,7 +298,8 @@ class SQLiteStore:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise StoreError(f"{self.path} has schema version {version}; this program knows up to {SCHEMA_VERSION}")
-                if version == 0:
+                if version < SCHEMA_VERSION:
+                    # Every statement is IF NOT EXISTS, so a version-1 file just gains the new tables.
                     # Statement by statement: executescript() would commit the open transaction first.
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
@@ -332,8 +407,10 @@ class SQLiteStore:
         created = db.execute("SELECT created_at FROM consultations WHERE id = ?", (consultation_id,)).fetchone()[0]
         return StoredConsultation(consultation_id, json.loads(body), expected_revision + 1, name, version, _time(created), now)
 
-    def save_answer(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer) -> StoredConsultation:
-        """Save the consultation after an answer and log the answer, in one transaction."""
+    def save_answer(
+        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer, audit: AuditEntry | None = None
+    ) -> StoredConsultation:
+        """Save the consultation after an answer and log the answer and the audit entry, in one transaction."""
         with self._transaction() as db:
             if db.execute(
                 "SELECT 1 FROM answers WHERE consultation_id = ? AND question_id = ?", (consultation_id, answer.question_id)
@@ -351,10 +428,20 @@ class SQLiteStore:
                     stored.updated_at.isoformat(),
                 ),
             )
+            self._audit(db, consultation_id, stored.updated_at, audit)
         return stored
 
-    def save_undo(self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str) -> StoredConsultation:
-        """Save the consultation after an undo and mark the latest logged answer to `finding` as undone."""
+    def _audit(self, db: sqlite3.Connection, consultation_id: str, at: datetime, audit: AuditEntry | None) -> None:
+        if audit is not None:
+            db.execute(
+                "INSERT INTO audit (consultation_id, created_at, pack_version, action, finding, triage_level, key_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (consultation_id, at.isoformat(), audit.pack_version, audit.action, audit.finding, audit.triage_level, audit.key_name),
+            )
+
+    def save_undo(
+        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str, audit: AuditEntry | None = None
+    ) -> StoredConsultation:
+        """Save the consultation after an undo, mark the latest logged answer to `finding` as undone, and audit it."""
         with self._transaction() as db:
             stored = self._update(db, consultation_id, expected_revision, data)
             # Initial findings are never logged, so there may be nothing to mark.
@@ -362,7 +449,48 @@ class SQLiteStore:
                 "UPDATE answers SET undone = 1 WHERE rowid = (SELECT rowid FROM answers WHERE consultation_id = ? AND finding = ? AND undone = 0 ORDER BY rowid DESC LIMIT 1)",
                 (consultation_id, finding),
             )
+            self._audit(db, consultation_id, stored.updated_at, audit)
         return stored
+
+    def audit_log(self, consultation_id: str) -> list[AuditEntry]:
+        """The audit entries of a consultation, oldest first."""
+        self.get(consultation_id)  # 404 rather than an empty log for an unknown id
+        rows = self._read(
+            "SELECT action, finding, triage_level, pack_version, key_name, created_at FROM audit WHERE consultation_id = ? ORDER BY rowid",
+            (consultation_id,),
+        )
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5])) for r in rows]
+
+    # ------------------------------------------------------------ API keys
+
+    def create_key(self, name: str, key_hash: str, rate_limit: int | None = None) -> ApiKey:
+        """Store a new API key's hash under a unique name (revoked names stay taken, so audit rows stay unambiguous)."""
+        now = _now()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+                raise KeyNameError(f"an API key named {name!r} already exists (revoked keys keep their names)")
+            db.execute(
+                "INSERT INTO api_keys (name, key_hash, rate_limit, created_at) VALUES (?, ?, ?, ?)", (name, key_hash, rate_limit, now.isoformat())
+            )
+        return ApiKey(name, now, None, rate_limit)
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not, or None."""
+        rows = self._read("SELECT name, created_at, revoked_at, rate_limit FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return _api_key(rows[0]) if rows else None
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every API key, oldest first."""
+        return [_api_key(r) for r in self._read("SELECT name, created_at, revoked_at, rate_limit FROM api_keys ORDER BY created_at, name", ())]
+
+    def revoke_key(self, name: str) -> ApiKey:
+        """Revoke a key by name (revoking it again keeps the first time)."""
+        with self._transaction() as db:
+            db.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_now().isoformat(), name))
+            row = db.execute("SELECT name, created_at, revoked_at, rate_limit FROM api_keys WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyNameError(f"no API key named {name!r}")
+        return _api_key(row)
 
     def get_answer(self, consultation_id: str, question_id: str) -> LoggedAnswer | None:
         """The logged answer to this question id, if any (undone ones included)."""
@@ -386,6 +514,8 @@ class SQLiteStore:
     def delete(self, consultation_id: str) -> None:
         """Delete a consultation and its answer log for good."""
         with self._transaction() as db:
+            # "For good": the audit rows name the questions asked, so they go too.
+            db.execute("DELETE FROM audit WHERE consultation_id = ?", (consultation_id,))
             db.execute("DELETE FROM answers WHERE consultation_id = ?", (consultation_id,))
             if db.execute("DELETE FROM consultations WHERE id = ?", (consultation_id,)).rowcount == 0:
                 raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")

@@ -1,0 +1,324 @@
+/* The consultation page: vanilla JavaScript over this server's /v1 API. No network fetch elsewhere. */
+"use strict";
+
+const COMMON = ["E_53", "E_66", "E_201", "E_91", "E_181", "E_97", "E_151", "E_129", "E_148", "E_89", "E_155", "E_82", "E_45", "E_51"];
+const LEVEL_TITLE = {
+  emergency: "Seek emergency care now",
+  urgent_24h: "See a doctor within 24 hours",
+  see_doctor: "See a doctor",
+  self_care: "Self-care",
+};
+const RANK = { emergency: 0, urgent_24h: 1, see_doctor: 2, self_care: 3 };
+
+const $ = (id) => document.getElementById(id);
+const state = { id: null, question: null, busy: false, ddxOpen: false };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v === true) node.setAttribute(k, "");
+    else if (v !== false && v != null) node.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  const data = r.status === 204 ? null : await r.json().catch(() => null);
+  if (!r.ok) {
+    const err = new Error((data && (data.detail || data.title)) || `HTTP ${r.status}`);
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+
+function showError(msg) {
+  const e = $("error");
+  e.textContent = msg || "";
+  e.hidden = !msg;
+}
+
+function setNotice(text) {
+  if (text) {
+    $("notice-text").textContent = text;
+    $("summary-notice").textContent = text;
+  }
+}
+
+function show(section) {
+  for (const s of ["start", "ask", "summary"]) $(s).hidden = s !== section;
+  $("ddx-panel").hidden = section !== "ask";
+}
+
+async function busy(fn) {
+  if (state.busy) return;
+  state.busy = true;
+  document.body.dataset.busy = "1";
+  document.querySelectorAll("button").forEach((b) => (b.disabled = true));
+  try {
+    showError("");
+    await fn();
+  } catch (e) {
+    showError(e.message || String(e));
+  } finally {
+    state.busy = false;
+    document.body.dataset.busy = "0";
+    document.querySelectorAll("button").forEach((b) => (b.disabled = false));
+    const next = $("next-btn");
+    if (!next.hidden && next.dataset.needsChoice === "1") next.disabled = !document.querySelector("#controls input[type=radio]:checked");
+  }
+}
+
+/* ------------------------------------------------------------ start: age, sex, complaint */
+
+function complaintRadio(f, prefix) {
+  const id = `${prefix}-${f.code}`;
+  return el("label", { class: "choice", for: id },
+    el("input", { type: "radio", name: "complaint", id, value: f.code }), el("span", { text: f.text }));
+}
+
+async function loadComplaints() {
+  const data = await api("GET", "/v1/knowledge/findings?limit=500");
+  const byCode = new Map(data.items.map((f) => [f.code, f]));
+  const box = $("complaints");
+  box.replaceChildren(...COMMON.filter((c) => byCode.has(c)).map((c) => complaintRadio(byCode.get(c), "c")));
+}
+
+let searchTimer = null;
+function onSearch() {
+  clearTimeout(searchTimer);
+  const q = $("complaint-search").value.trim();
+  searchTimer = setTimeout(async () => {
+    const box = $("complaint-results");
+    if (!q) return box.replaceChildren();
+    try {
+      const data = await api("GET", `/v1/knowledge/findings?q=${encodeURIComponent(q)}&limit=40`);
+      const items = data.items.filter((f) => f.type === "binary" && !f.antecedent && !COMMON.includes(f.code)).slice(0, 12);
+      box.replaceChildren(...(items.length ? items.map((f) => complaintRadio(f, "s")) : [el("p", { class: "reason", text: "No matching complaint." })]));
+    } catch (e) {
+      showError(e.message);
+    }
+  }, 200);
+}
+
+async function onStart(ev) {
+  ev.preventDefault();
+  const age = Number($("age").value);
+  const sex = document.querySelector("input[name=sex]:checked");
+  const complaint = document.querySelector("input[name=complaint]:checked");
+  if ($("age").value === "" || !(age >= 0 && age <= 120)) return showError("Please enter an age between 0 and 120."), $("age").focus();
+  if (!sex) return showError("Please choose female or male."), $("sex-F").focus();
+  if (!complaint) return showError("Please choose your main complaint."), $("complaint-search").focus();
+  await busy(async () => {
+    const c = await api("POST", "/v1/consultations", { age, sex: sex.value, findings: { [complaint.value]: true } });
+    state.id = c.id;
+    setNotice(c.notice);
+    setBanner(c.red_flags, c.red_flags);
+    await nextQuestion();
+  });
+}
+
+/* ------------------------------------------------------------ banner and differential */
+
+function setBanner(flags, fresh) {
+  const banner = $("banner");
+  if (!flags || !flags.length) {
+    banner.hidden = true;
+    return;
+  }
+  const level = flags.map((f) => f.level).sort((a, b) => RANK[a] - RANK[b])[0];
+  banner.className = `banner ${level}`;
+  $("banner-title").textContent = `Danger sign: ${LEVEL_TITLE[level] || level}`;
+  $("banner-list").replaceChildren(...flags.map((f) => el("li", { text: f.advice })));
+  banner.hidden = false;
+  if (fresh && fresh.length) banner.dataset.fresh = "1";
+}
+
+function bars(list, items) {
+  list.replaceChildren(...items.map((d) => {
+    const pct = Math.round(d.probability * 1000) / 10;
+    return el("li", { class: d.role },
+      el("div", { class: "row" }, el("span", { text: d.name }), el("span", { text: `${pct}%` })),
+      el("div", { class: "track", "aria-hidden": "true" }, el("div", { class: "fill", style: `width:${Math.max(pct, 0.5)}%` })));
+  }));
+}
+
+async function refreshDdx() {
+  if (!state.ddxOpen || !state.id) return;
+  const a = await api("GET", `/v1/consultations/${state.id}/assessment`);
+  bars($("ddx-list"), a.differential.slice(0, 8));
+}
+
+async function toggleDdx() {
+  state.ddxOpen = !state.ddxOpen;
+  $("ddx").hidden = !state.ddxOpen;
+  $("ddx-toggle").setAttribute("aria-expanded", String(state.ddxOpen));
+  $("ddx-toggle").textContent = state.ddxOpen ? "Hide differential" : "Show differential";
+  try {
+    await refreshDdx();
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+/* ------------------------------------------------------------ questions */
+
+async function nextQuestion() {
+  const q = await api("GET", `/v1/consultations/${state.id}/question`);
+  if (q.done) return summary();
+  state.question = q.question;
+  renderQuestion(q);
+  await refreshDdx();
+}
+
+function renderQuestion(q) {
+  const qq = q.question;
+  show("ask");
+  const ask = $("ask");
+  ask.dataset.finding = qq.finding;
+  ask.dataset.qid = qq.id;
+  ask.dataset.type = qq.scale ? "scale" : qq.type;
+  $("progress").textContent = `Question ${q.questions_asked + 1}`;
+  $("qtext").textContent = qq.text;
+  $("qreason").textContent = qq.reason ? `Why we ask: ${qq.reason}` : "";
+  const next = $("next-btn");
+  next.hidden = qq.type === "binary";
+  next.dataset.needsChoice = "0";
+  const choices = qq.answers.filter((a) => a.value !== null);
+  let controls;
+  if (qq.type === "binary") {
+    controls = el("div", { class: "yesno", role: "group", "aria-labelledby": "qtext" },
+      el("button", { type: "button", id: "yes-btn", class: "primary", onclick: () => answer(true), text: "Yes" }),
+      el("button", { type: "button", id: "no-btn", onclick: () => answer(false), text: "No" }));
+  } else if (qq.scale) {
+    const nums = choices.map((a) => Number(a.value));
+    const min = Math.min(...nums), max = Math.max(...nums);
+    const out = el("output", { id: "scale-value", for: "scale", text: String(min) });
+    const input = el("input", { type: "range", id: "scale", name: "scale", min, max, step: 1, value: min,
+      "aria-valuetext": String(min), oninput: (e) => { out.textContent = e.target.value; e.target.setAttribute("aria-valuetext", e.target.value); } });
+    controls = el("div", {},
+      el("label", { for: "scale" }, `Choose a number from ${min} to ${max}`),
+      el("div", { class: "scale" }, input, out),
+      el("div", { class: "scale-ends", "aria-hidden": "true" }, el("span", { text: `${min}` }), el("span", { text: `${max}` })));
+  } else {
+    const multi = qq.type === "multi";
+    const list = el("div", { class: "choices" + (choices.length > 10 ? " scroll" : ""), id: "options" });
+    choices.forEach((a, i) => {
+      const id = `opt-${i}`;
+      list.append(el("label", { class: "choice", for: id },
+        el("input", { type: multi ? "checkbox" : "radio", name: "opt", id, value: a.value,
+          onchange: multi ? null : () => { next.disabled = false; } }),
+        el("span", { text: a.label })));
+    });
+    const set = el("fieldset", { class: "field" }, el("legend", { text: multi ? "Choose all that apply (none is fine)" : "Choose one" }));
+    if (choices.length > 10) {
+      const filter = el("input", { type: "search", id: "opt-filter", autocomplete: "off", placeholder: "Type to filter",
+        oninput: (e) => {
+          const t = e.target.value.trim().toLowerCase();
+          list.querySelectorAll("label.choice").forEach((l) => { l.hidden = t !== "" && !l.textContent.toLowerCase().includes(t); });
+        } });
+      set.append(el("label", { for: "opt-filter", text: "Filter the list" }), filter);
+    }
+    set.append(list);
+    controls = set;
+    if (!multi) {
+      next.dataset.needsChoice = "1";
+      next.disabled = true;
+    }
+  }
+  $("controls").replaceChildren(controls);
+  $("qtext").focus();
+}
+
+function currentValue() {
+  const qq = state.question;
+  if (qq.scale) return $("scale").value;
+  if (qq.type === "multi") return [...document.querySelectorAll("#controls input[type=checkbox]:checked")].map((i) => i.value);
+  const r = document.querySelector("#controls input[type=radio]:checked");
+  return r ? r.value : undefined;
+}
+
+async function answer(value) {
+  if (value === undefined) return showError("Please choose an answer, or press Don't know.");
+  await busy(async () => {
+    const a = await api("POST", `/v1/consultations/${state.id}/answers`, { question_id: state.question.id, value });
+    setNotice(a.notice);
+    if (a.new_red_flags.length || a.triage.red_flags.length) setBanner(a.triage.red_flags, a.new_red_flags);
+    await nextQuestion();
+  });
+}
+
+async function back() {
+  await busy(async () => {
+    try {
+      await api("POST", `/v1/consultations/${state.id}/undo`);
+    } catch (e) {
+      if (e.status === 409) {
+        showError("There is no earlier answer to go back to.");
+        return;
+      }
+      throw e;
+    }
+    const t = await api("GET", `/v1/consultations/${state.id}/triage`);
+    setBanner(t.red_flags, []);
+    await nextQuestion();
+  });
+}
+
+/* ------------------------------------------------------------ summary */
+
+async function summary() {
+  const a = await api("GET", `/v1/consultations/${state.id}/assessment`);
+  setNotice(a.notice);
+  setBanner(a.triage.red_flags, []);
+  const t = a.triage;
+  $("triage").className = `triage ${t.level}`;
+  $("triage").replaceChildren(
+    el("h3", { text: LEVEL_TITLE[t.level] || t.level }),
+    el("p", { text: t.advice }),
+    ...(t.reasons.length ? [el("ul", {}, ...t.reasons.map((r) => el("li", { text: r })))] : []));
+  bars($("summary-ddx"), a.differential.slice(0, 10));
+  $("explanations").replaceChildren(...a.explanations.map((x) => el("p", { class: "expl", text: x.text })));
+  const base = `/v1/consultations/${state.id}`;
+  $("report-html").href = `${base}/report?format=html`;
+  $("report-html").setAttribute("download", `consultation-${state.id}.html`);
+  $("report-md").href = `${base}/report?format=markdown`;
+  $("report-md").setAttribute("download", `consultation-${state.id}.md`);
+  $("report-fhir").href = `${base}/fhir`;
+  $("report-fhir").setAttribute("download", `consultation-${state.id}.fhir.json`);
+  $("summary").dataset.stopReason = a.stop_reason;
+  show("summary");
+  $("summary-title").focus();
+}
+
+function restart() {
+  state.id = null;
+  state.question = null;
+  setBanner([], []);
+  showError("");
+  $("start-form").reset();
+  $("complaint-results").replaceChildren();
+  show("start");
+  $("start-title").focus();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("start-form").addEventListener("submit", onStart);
+  $("complaint-search").addEventListener("input", onSearch);
+  $("answer-form").addEventListener("submit", (ev) => { ev.preventDefault(); answer(currentValue()); });
+  $("dontknow-btn").addEventListener("click", () => answer(null));
+  $("back-btn").addEventListener("click", back);
+  $("ddx-toggle").addEventListener("click", toggleDdx);
+  $("restart-btn").addEventListener("click", restart);
+  loadComplaints().catch((e) => showError(`Could not load the list of complaints: ${e.message}`));
+});
