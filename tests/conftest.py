@@ -21,3 +21,43 @@ def pack():
     from diagnostician.knowledge.schema import load_pack
 
     return load_pack("ddxplus")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the whole run (skipped when the Debian package `postgresql` is absent)."""
+    import tempfile
+
+    from pgserver import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install the Debian package `postgresql`")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed")
+    # A fresh folder of its own under the system tmp (world-traversable), handed to the server's user.
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="diagnostician-pg-")), bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """The URL of a database on the test server, migrated to the newest schema once for the run."""
+    from diagnostician.consult.migrations import upgrade
+
+    url = postgres_server.create_database("diagnostician_tests")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture()
+def empty_postgres_url(postgres_url) -> str:
+    """The migrated test database with every table emptied (cheaper than a database per test)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("TRUNCATE consultations, answers, audit, api_keys")
+    return postgres_url

@@ -14,17 +14,25 @@ import httpx
 
 
 class ServerProcess:
-    """Runs `python -m diagnostician.cli.main <args> --port N --data-dir DIR` and waits for its health URL."""
+    """Runs `python -m diagnostician.cli.main <args> --port N --data-dir DIR` and waits for its health URL.
 
-    def __init__(self, args: list[str], health_path: str, data_dir: Path, log: Path, timeout_s: float = 30.0) -> None:
+    With `data_dir` None there is no --data-dir, so `env` (added to the environment) may name the database.
+    """
+
+    def __init__(
+        self, args: list[str], health_path: str, data_dir: Path | None, log: Path, timeout_s: float = 30.0, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir, self.log = data_dir, log
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSTICIAN_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "diagnostician.cli.main", *args, "--port", str(self.port), "--data-dir", str(data_dir)]
+        env.update(extra, PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", "diagnostician.cli.main", *args, "--port", str(self.port)]
+        if data_dir is not None:
+            cmd += ["--data-dir", str(data_dir)]
         self.log_file = open(log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
         self._wait_ready(health_path, timeout_s)

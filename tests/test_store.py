@@ -1,11 +1,13 @@
-"""The consultation store on a real SQLite file, and the idempotent answering built on it."""
+"""The consultation store on a real SQLite file and a real PostgreSQL server, and the idempotent answering built on it."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import stat
 import threading
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -28,11 +30,31 @@ from diagnostician.consult.store import (
 from diagnostician.errors import InputError, InvalidAnswerError, SessionError
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def reopen(request, tmp_path: Path) -> Callable[[], ConsultationStore]:
+    """Opens (again) the same empty database of one backend: every store test runs on both."""
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(tmp_path / DB_FILENAME)
+    url = request.getfixturevalue("empty_postgres_url")  # skips without a PostgreSQL server
+    return lambda: open_store(url)
+
+
 @pytest.fixture()
-def store(tmp_path: Path):
+def store(reopen):
+    s = reopen()
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path: Path):
     s = SQLiteStore(tmp_path / DB_FILENAME)
     yield s
     s.close()
+
+
+def _count(store, table: str) -> int:
+    return store._read(f"SELECT COUNT(*) FROM {table}", ())[0][0]
 
 
 def _begin(pack) -> Consultation:
@@ -61,21 +83,21 @@ def test_create_and_get_round_trip(store, pack) -> None:
     assert store.create(c.to_dict()).id != s.id
 
 
-def test_wal_mode_and_private_file(tmp_path, store) -> None:
-    assert store.journal_mode == "wal"
+def test_wal_mode_and_private_file(tmp_path, sqlite_store) -> None:
+    assert sqlite_store.journal_mode == "wal"
     with sqlite3.connect(tmp_path / DB_FILENAME) as other:  # WAL is a property of the file, not the connection
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert stat.S_IMODE((tmp_path / DB_FILENAME).stat().st_mode) == 0o600
 
 
-def test_save_answer_survives_reopening(tmp_path, store, pack) -> None:
+def test_save_answer_survives_reopening(reopen, store, pack) -> None:
     s = store.create(_begin(pack).to_dict())
     c, code, value = _answered(pack)
     log = LoggedAnswer(question_id(code, 0), code, value, {"reply": 1})
     saved = store.save_answer(s.id, 0, c.to_dict(), log)
     assert saved.revision == 1 and saved.updated_at >= s.created_at
     store.close()
-    again = SQLiteStore(tmp_path / DB_FILENAME)
+    again = reopen()
     try:
         got = again.get(s.id)
         assert got.revision == 1 and got.data == c.to_dict() and got.created_at == s.created_at
@@ -114,7 +136,7 @@ def test_undo_marks_the_latest_answer(store, pack) -> None:
     assert after.revision == 2 and store.get_answer(s.id, "Q@0").undone
 
 
-def test_delete_removes_consultation_and_answers(tmp_path, store, pack) -> None:
+def test_delete_removes_consultation_and_answers(store, pack) -> None:
     s = store.create(_begin(pack).to_dict())
     c, code, value = _answered(pack)
     store.save_answer(s.id, 0, c.to_dict(), LoggedAnswer("Q@0", code, value, {}))
@@ -126,8 +148,7 @@ def test_delete_removes_consultation_and_answers(tmp_path, store, pack) -> None:
     with pytest.raises(ConsultationNotFoundError):
         store.save_answer(s.id, 1, c.to_dict(), LoggedAnswer("Q@1", code, value, {}))
     assert store.get_answer(s.id, "Q@0") is None
-    with sqlite3.connect(tmp_path / DB_FILENAME) as other:
-        assert other.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 0
+    assert _count(store, "answers") == 0
 
 
 def test_list_most_recent_first(store, pack) -> None:
@@ -157,9 +178,15 @@ def test_open_store_by_url(tmp_path) -> None:
         assert s.path == (tmp_path / "x.sqlite3").resolve()
     finally:
         s.close()
-    for url in ("postgresql://user@host/db", "mysql://host/db", "sqlite://", "sqlite:///", "nonsense"):
+    for url in ("mysql://host/db", "sqlite://", "sqlite:///", "nonsense"):
         with pytest.raises(InputError):
             open_store(url)
+    with socket.socket() as s:  # a port nobody listens on: refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError, match="cannot connect") as refused:
+        open_store(f"postgresql://user:secret@127.0.0.1:{port}/db")
+    assert "secret" not in str(refused.value) and "user:***@" in str(refused.value)
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path) -> None:

@@ -29,7 +29,7 @@ class Settings:
     """Where consultations are stored, which pack is served, and request limits."""
 
     data_dir: Path = field(default_factory=default_data_dir)
-    database_url: str | None = None  # overrides the SQLite file in data_dir (PostgreSQL later)
+    database_url: str | None = None  # overrides the SQLite file in data_dir: sqlite:///PATH or postgresql://...
     pack: str = "ddxplus"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     chat_max_body_bytes: int = DEFAULT_CHAT_MAX_BODY_BYTES

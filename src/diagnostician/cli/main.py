@@ -461,7 +461,7 @@ def _check_port(port: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API with uvicorn; API keys are required beyond loopback (and on loopback with --require-keys)."""
     from diagnostician.api.settings import DATABASE_URL_ENV, PACK_ENV, REQUIRE_KEYS_ENV, Settings, is_loopback
-    from diagnostician.consult.store import DATA_DIR_ENV, open_store
+    from diagnostician.consult.store import DATA_DIR_ENV, open_store, redact_url
     from diagnostician.knowledge.schema import load_pack
 
     _check_port(args.port)
@@ -487,7 +487,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(f"refusing to {where} without an API key: create one with `diagnostician keys create --name CLIENT`")
     import uvicorn
 
-    print(f"diagnostician {__version__}: serving http://{args.host}:{args.port} (docs at /docs); consultations in {settings.store_url}", file=sys.stderr)
+    print(f"diagnostician {__version__}: serving http://{args.host}:{args.port} (docs at /docs); consultations in {redact_url(settings.store_url)}", file=sys.stderr)
     uvicorn.run(
         "diagnostician.api.app:create_app_from_env",
         factory=True,
@@ -497,6 +497,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info",
         server_header=False,
     )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- database
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Migrate the consultation database (PostgreSQL, or a SQLite file) to the newest schema."""
+    from dataclasses import replace
+
+    from diagnostician.api.settings import Settings
+    from diagnostician.consult.migrations import upgrade
+    from diagnostician.consult.store import StoreError, open_store, redact_url
+
+    settings = Settings.from_env()
+    if args.data_dir:
+        settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
+    url = args.url or settings.store_url
+    if url.lower().startswith("sqlite:"):
+        # SQLiteStore creates the file private (0600) with the same schema; the migration then only stamps it.
+        open_store(url).close()
+    try:
+        upgrade(url)
+    except DiagnosticianError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - driver and SQLAlchemy errors become one line, never a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"cannot migrate {redact_url(url)}: {first}") from exc
+    if not url.lower().startswith("sqlite:"):
+        open_store(url).close()  # proves the schema is now what the server expects
+    print(f"{redact_url(url)}: schema at the newest revision", file=sys.stderr)
     return EXIT_OK
 
 
@@ -574,7 +605,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
     from diagnostician.api.settings import Settings
     from diagnostician.consult.service import ConsultationService
-    from diagnostician.consult.store import open_store
+    from diagnostician.consult.store import open_store, redact_url
     from diagnostician.knowledge.schema import load_pack
 
     if args.transport == "http":
@@ -598,12 +629,12 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         server = create_server(ConsultationService(store, pack))
         if args.transport == "stdio":
             # stdout carries the protocol: everything else goes to stderr.
-            print(f"diagnostician {__version__}: MCP over stdio; consultations in {settings.store_url}", file=sys.stderr)
+            print(f"diagnostician {__version__}: MCP over stdio; consultations in {redact_url(settings.store_url)}", file=sys.stderr)
             run_stdio(server)
         else:
             print(
                 f"diagnostician {__version__}: MCP over streamable HTTP at http://{args.host}:{args.port}/mcp; "
-                f"consultations in {settings.store_url}",
+                f"consultations in {redact_url(settings.store_url)}",
                 file=sys.stderr,
             )
             run_http(server, args.host, args.port, max_body_bytes=settings.max_body_bytes)
@@ -695,6 +726,13 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("name")
     kr.add_argument("--data-dir", help=data_help)
     kr.set_defaults(func=cmd_keys_revoke)
+
+    db = sub.add_parser("db", help="the consultation database")
+    dbsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    du = dbsub.add_parser("upgrade", help="migrate the database to the newest schema (Alembic; needed before serving from PostgreSQL)")
+    du.add_argument("--url", help="database URL, e.g. postgresql://USER@HOST/DB (default $DIAGNOSTICIAN_DATABASE_URL or the SQLite file)")
+    du.add_argument("--data-dir", help=data_help)
+    du.set_defaults(func=cmd_db_upgrade)
 
     m = sub.add_parser("mcp", help="serve the consultation as MCP tools for LLM agents (stdio or streamable HTTP)")
     m.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or http (streamable HTTP at /mcp)")

@@ -1,4 +1,4 @@
-"""Durable storage of consultations: one interface, a SQLite implementation, opened by URL.
+"""Durable storage of consultations: one interface, SQLite and PostgreSQL implementations, opened by URL.
 
 A consultation is stored as its `Consultation.to_dict()` JSON plus bookkeeping (pack, timestamps, a
 revision number). Every accepted answer also goes to an answer log keyed by (consultation id,
@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
-from urllib.parse import unquote
+from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from diagnostician.errors import DiagnosticianError, InputError
 
@@ -202,7 +202,7 @@ def sqlite_url(path: str | Path) -> str:
 
 
 def open_store(url: str) -> ConsultationStore:
-    """Open the store a URL names: sqlite:///RELATIVE or sqlite:////ABSOLUTE path (PostgreSQL URLs are reserved for later)."""
+    """Open the store a URL names: sqlite:///RELATIVE or sqlite:////ABSOLUTE path, or postgresql://USER@HOST/DB."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         # SQLAlchemy's convention: everything after "sqlite:///" is the file path.
@@ -212,13 +212,17 @@ def open_store(url: str) -> ConsultationStore:
         if not path.strip() or path.endswith("/"):
             raise InputError(f"the sqlite URL {url!r} names no file")
         return SQLiteStore(path)
-    if scheme.startswith("postgres"):
-        raise InputError("PostgreSQL storage is not implemented yet; use a sqlite:/// URL or leave the URL unset")
-    raise InputError(f"unsupported store URL {url!r} (expected sqlite:///PATH)")
+    if scheme in POSTGRES_SCHEMES:
+        return PostgresStore(url)
+    raise InputError(f"unsupported store URL {url!r} (expected sqlite:///PATH or postgresql://USER@HOST/DB)")
 
 
-# ---------------------------------------------------------------- SQLite
+# ---------------------------------------------------------------- shared SQL
 
+# The schema of a SQLite file that SQLiteStore creates itself. Migration 0001
+# (diagnostician/consult/migrations/versions/) creates the same tables, IF NOT EXISTS, on SQLite and on
+# PostgreSQL, so `diagnostician db upgrade` on a SQLite file made here only stamps it; PostgreSQL gets
+# its schema from the migrations alone. A change to the schema is a new migration plus a change here.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consultations (
     id           TEXT PRIMARY KEY,
@@ -275,16 +279,231 @@ def _pack_of(data: Mapping[str, Any]) -> tuple[str, str]:
     return pack["name"], pack["version"]
 
 
-def _api_key(row: tuple[Any, ...]) -> ApiKey:
+def _api_key(row: Sequence[Any]) -> ApiKey:
     return ApiKey(row[0], _time(row[1]), _time(row[2]) if row[2] else None, row[3])
 
 
-class SQLiteStore:
+def _logged(row: Sequence[Any]) -> LoggedAnswer:
+    return LoggedAnswer(row[0], row[1], json.loads(row[2]), json.loads(row[3]), bool(row[4]), _time(row[5]))
+
+
+class _SQLStore:
+    """The store's logic in SQL both databases accept; subclasses bring the driver and its transactions.
+
+    Statements are written with `?` placeholders (turned into `%s` for psycopg) and name the column
+    that orders answer and audit rows as {seq}: SQLite's implicit rowid, PostgreSQL's identity column.
+    Timestamps are ISO 8601 UTC text and JSON is text in both, so both read back the same values.
+    """
+
+    _SEQ = "rowid"
+    _driver_error: type[Exception] = sqlite3.Error
+    _integrity_error: type[Exception] = sqlite3.IntegrityError
+    where = "consultation database"  # names the database in error messages (never a password)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{seq}", self._SEQ)
+
+    def _transaction(self) -> Any:  # a context manager yielding a connection inside BEGIN ... COMMIT
+        raise NotImplementedError
+
+    def _connection(self) -> Any:
+        raise NotImplementedError
+
+    def _exec(self, db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return db.execute(self._sql(sql), params)
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._exec(self._connection(), sql, params).fetchall())
+        except self._driver_error as exc:
+            raise StoreError(f"{self.where}: {exc}") from exc
+
+    def create(self, data: Mapping[str, Any]) -> StoredConsultation:
+        """Store a new consultation under a fresh random id."""
+        name, version = _pack_of(data)
+        now = _now()
+        cid = uuid.uuid4().hex
+        body = json.dumps(data, separators=(",", ":"))
+        with self._transaction() as db:
+            self._exec(
+                db,
+                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                (cid, name, version, body, now.isoformat(), now.isoformat()),
+            )
+        return StoredConsultation(cid, json.loads(body), 0, name, version, now, now)
+
+    def get(self, consultation_id: str) -> StoredConsultation:
+        """The stored consultation, or ConsultationNotFoundError."""
+        rows = self._read(
+            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at FROM consultations WHERE id = ?", (consultation_id,)
+        )
+        row = rows[0] if rows else None
+        if row is None:
+            raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+        return StoredConsultation(row[0], json.loads(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]))
+
+    def _update(self, db: Any, consultation_id: str, expected_revision: int, data: Mapping[str, Any]) -> StoredConsultation:
+        name, version = _pack_of(data)
+        now = _now()
+        body = json.dumps(data, separators=(",", ":"))
+        # The revision check is in the UPDATE itself: on PostgreSQL a concurrent writer waits for the row
+        # lock, then finds the revision moved on and updates nothing (read committed re-checks the WHERE).
+        cur = self._exec(
+            db,
+            "UPDATE consultations SET data = ?, revision = revision + 1, pack_name = ?, pack_version = ?, updated_at = ? WHERE id = ? AND revision = ?",
+            (body, name, version, now.isoformat(), consultation_id, expected_revision),
+        )
+        if cur.rowcount == 0:
+            row = self._exec(db, "SELECT revision FROM consultations WHERE id = ?", (consultation_id,)).fetchone()
+            if row is None:
+                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+            raise StaleRevisionError(f"consultation {consultation_id} is at revision {row[0]}, not {expected_revision}")
+        created = self._exec(db, "SELECT created_at FROM consultations WHERE id = ?", (consultation_id,)).fetchone()[0]
+        return StoredConsultation(consultation_id, json.loads(body), expected_revision + 1, name, version, _time(created), now)
+
+    def save_answer(
+        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer, audit: AuditEntry | None = None
+    ) -> StoredConsultation:
+        """Save the consultation after an answer and log the answer and the audit entry, in one transaction."""
+        duplicate = DuplicateAnswerError(f"question {answer.question_id} of {consultation_id} is already answered")
+        with self._transaction() as db:
+            if self._exec(
+                db, "SELECT 1 FROM answers WHERE consultation_id = ? AND question_id = ?", (consultation_id, answer.question_id)
+            ).fetchone():
+                raise duplicate
+            stored = self._update(db, consultation_id, expected_revision, data)
+            try:
+                self._exec(
+                    db,
+                    "INSERT INTO answers (consultation_id, question_id, finding, value, result, undone, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    (
+                        consultation_id,
+                        answer.question_id,
+                        answer.finding,
+                        json.dumps(answer.value),
+                        json.dumps(answer.result, separators=(",", ":")),
+                        stored.updated_at.isoformat(),
+                    ),
+                )
+            except self._integrity_error as exc:  # the key is the last word, whatever the check above saw
+                raise duplicate from exc
+            self._audit(db, consultation_id, stored.updated_at, audit)
+        return stored
+
+    def _audit(self, db: Any, consultation_id: str, at: datetime, audit: AuditEntry | None) -> None:
+        if audit is not None:
+            self._exec(
+                db,
+                "INSERT INTO audit (consultation_id, created_at, pack_version, action, finding, triage_level, key_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (consultation_id, at.isoformat(), audit.pack_version, audit.action, audit.finding, audit.triage_level, audit.key_name),
+            )
+
+    def save_undo(
+        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str, audit: AuditEntry | None = None
+    ) -> StoredConsultation:
+        """Save the consultation after an undo, mark the latest logged answer to `finding` as undone, and audit it."""
+        with self._transaction() as db:
+            stored = self._update(db, consultation_id, expected_revision, data)
+            # Initial findings are never logged, so there may be nothing to mark.
+            self._exec(
+                db,
+                "UPDATE answers SET undone = 1 WHERE {seq} = "
+                "(SELECT {seq} FROM answers WHERE consultation_id = ? AND finding = ? AND undone = 0 ORDER BY {seq} DESC LIMIT 1)",
+                (consultation_id, finding),
+            )
+            self._audit(db, consultation_id, stored.updated_at, audit)
+        return stored
+
+    def audit_log(self, consultation_id: str) -> list[AuditEntry]:
+        """The audit entries of a consultation, oldest first."""
+        self.get(consultation_id)  # 404 rather than an empty log for an unknown id
+        rows = self._read(
+            "SELECT action, finding, triage_level, pack_version, key_name, created_at FROM audit WHERE consultation_id = ? ORDER BY {seq}",
+            (consultation_id,),
+        )
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5])) for r in rows]
+
+    # ------------------------------------------------------------ API keys
+
+    def create_key(self, name: str, key_hash: str, rate_limit: int | None = None) -> ApiKey:
+        """Store a new API key's hash under a unique name (revoked names stay taken, so audit rows stay unambiguous)."""
+        now = _now()
+        taken = KeyNameError(f"an API key named {name!r} already exists (revoked keys keep their names)")
+        with self._transaction() as db:
+            if self._exec(db, "SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+                raise taken
+            try:
+                self._exec(
+                    db,
+                    "INSERT INTO api_keys (name, key_hash, rate_limit, created_at) VALUES (?, ?, ?, ?)",
+                    (name, key_hash, rate_limit, now.isoformat()),
+                )
+            except self._integrity_error as exc:  # created meanwhile by another process
+                raise taken from exc
+        return ApiKey(name, now, None, rate_limit)
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not, or None."""
+        rows = self._read("SELECT name, created_at, revoked_at, rate_limit FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return _api_key(rows[0]) if rows else None
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every API key, oldest first."""
+        return [_api_key(r) for r in self._read("SELECT name, created_at, revoked_at, rate_limit FROM api_keys ORDER BY created_at, name", ())]
+
+    def revoke_key(self, name: str) -> ApiKey:
+        """Revoke a key by name (revoking it again keeps the first time)."""
+        with self._transaction() as db:
+            self._exec(db, "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_now().isoformat(), name))
+            row = self._exec(db, "SELECT name, created_at, revoked_at, rate_limit FROM api_keys WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyNameError(f"no API key named {name!r}")
+        return _api_key(row)
+
+    def get_answer(self, consultation_id: str, question_id: str) -> LoggedAnswer | None:
+        """The logged answer to this question id, if any (undone ones included)."""
+        rows = self._read(
+            "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? AND question_id = ?",
+            (consultation_id, question_id),
+        )
+        return _logged(rows[0]) if rows else None
+
+    def answers(self, consultation_id: str) -> list[LoggedAnswer]:
+        """The whole answer log of a consultation, oldest first (undone answers included)."""
+        rows = self._read(
+            "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? ORDER BY {seq}",
+            (consultation_id,),
+        )
+        return [_logged(r) for r in rows]
+
+    def delete(self, consultation_id: str) -> None:
+        """Delete a consultation and its answer log for good."""
+        with self._transaction() as db:
+            # "For good": the audit rows name the questions asked, so they go too.
+            self._exec(db, "DELETE FROM audit WHERE consultation_id = ?", (consultation_id,))
+            self._exec(db, "DELETE FROM answers WHERE consultation_id = ?", (consultation_id,))
+            if self._exec(db, "DELETE FROM consultations WHERE id = ?", (consultation_id,)).rowcount == 0:
+                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+
+    def list(self, limit: int = 100, offset: int = 0) -> list[ConsultationSummary]:
+        """Consultations, most recently updated first."""
+        rows = self._read(
+            "SELECT id, pack_name, pack_version, revision, created_at, updated_at FROM consultations ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
+            (max(0, int(limit)), max(0, int(offset))),
+        )
+        return [ConsultationSummary(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5])) for r in rows]
+
+
+# ---------------------------------------------------------------- SQLite
+
+
+class SQLiteStore(_SQLStore):
     """Consultations in one SQLite file (WAL journal, full sync: an answer is on disk when save returns)."""
 
     def __init__(self, path: str | Path, timeout_s: float = 10.0) -> None:
         """Open (and create if needed) the database file and its schema."""
         self.path = Path(path).expanduser()
+        self.where = f"consultation database {self.path}"
         self.timeout_s = timeout_s
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -340,14 +559,14 @@ class SQLiteStore:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"consultation database {self.path}: {exc}") from exc
+            raise StoreError(f"{self.where}: {exc}") from exc
         try:
             yield db
         except BaseException as exc:
             if db.in_transaction:  # SQLite may already have rolled back after some errors
                 db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"consultation database {self.path}: {exc}") from exc
+                raise StoreError(f"{self.where}: {exc}") from exc
             raise
         else:
             try:
@@ -355,178 +574,12 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                raise StoreError(f"consultation database {self.path}: cannot commit: {exc}") from exc
-
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"consultation database {self.path}: {exc}") from exc
+                raise StoreError(f"{self.where}: cannot commit: {exc}") from exc
 
     @property
     def journal_mode(self) -> str:
         """The journal mode in force ('wal')."""
         return str(self._read("PRAGMA journal_mode", ())[0][0])
-
-    def create(self, data: Mapping[str, Any]) -> StoredConsultation:
-        """Store a new consultation under a fresh random id."""
-        name, version = _pack_of(data)
-        now = _now()
-        cid = uuid.uuid4().hex
-        body = json.dumps(data, separators=(",", ":"))
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
-                (cid, name, version, body, now.isoformat(), now.isoformat()),
-            )
-        return StoredConsultation(cid, json.loads(body), 0, name, version, now, now)
-
-    def get(self, consultation_id: str) -> StoredConsultation:
-        """The stored consultation, or ConsultationNotFoundError."""
-        rows = self._read(
-            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at FROM consultations WHERE id = ?", (consultation_id,)
-        )
-        row = rows[0] if rows else None
-        if row is None:
-            raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
-        return StoredConsultation(row[0], json.loads(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]))
-
-    def _update(self, db: sqlite3.Connection, consultation_id: str, expected_revision: int, data: Mapping[str, Any]) -> StoredConsultation:
-        name, version = _pack_of(data)
-        now = _now()
-        body = json.dumps(data, separators=(",", ":"))
-        cur = db.execute(
-            "UPDATE consultations SET data = ?, revision = revision + 1, pack_name = ?, pack_version = ?, updated_at = ? WHERE id = ? AND revision = ?",
-            (body, name, version, now.isoformat(), consultation_id, expected_revision),
-        )
-        if cur.rowcount == 0:
-            row = db.execute("SELECT revision FROM consultations WHERE id = ?", (consultation_id,)).fetchone()
-            if row is None:
-                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
-            raise StaleRevisionError(f"consultation {consultation_id} is at revision {row[0]}, not {expected_revision}")
-        created = db.execute("SELECT created_at FROM consultations WHERE id = ?", (consultation_id,)).fetchone()[0]
-        return StoredConsultation(consultation_id, json.loads(body), expected_revision + 1, name, version, _time(created), now)
-
-    def save_answer(
-        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer, audit: AuditEntry | None = None
-    ) -> StoredConsultation:
-        """Save the consultation after an answer and log the answer and the audit entry, in one transaction."""
-        with self._transaction() as db:
-            if db.execute(
-                "SELECT 1 FROM answers WHERE consultation_id = ? AND question_id = ?", (consultation_id, answer.question_id)
-            ).fetchone():
-                raise DuplicateAnswerError(f"question {answer.question_id} of {consultation_id} is already answered")
-            stored = self._update(db, consultation_id, expected_revision, data)
-            db.execute(
-                "INSERT INTO answers (consultation_id, question_id, finding, value, result, undone, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (
-                    consultation_id,
-                    answer.question_id,
-                    answer.finding,
-                    json.dumps(answer.value),
-                    json.dumps(answer.result, separators=(",", ":")),
-                    stored.updated_at.isoformat(),
-                ),
-            )
-            self._audit(db, consultation_id, stored.updated_at, audit)
-        return stored
-
-    def _audit(self, db: sqlite3.Connection, consultation_id: str, at: datetime, audit: AuditEntry | None) -> None:
-        if audit is not None:
-            db.execute(
-                "INSERT INTO audit (consultation_id, created_at, pack_version, action, finding, triage_level, key_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (consultation_id, at.isoformat(), audit.pack_version, audit.action, audit.finding, audit.triage_level, audit.key_name),
-            )
-
-    def save_undo(
-        self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], finding: str, audit: AuditEntry | None = None
-    ) -> StoredConsultation:
-        """Save the consultation after an undo, mark the latest logged answer to `finding` as undone, and audit it."""
-        with self._transaction() as db:
-            stored = self._update(db, consultation_id, expected_revision, data)
-            # Initial findings are never logged, so there may be nothing to mark.
-            db.execute(
-                "UPDATE answers SET undone = 1 WHERE rowid = (SELECT rowid FROM answers WHERE consultation_id = ? AND finding = ? AND undone = 0 ORDER BY rowid DESC LIMIT 1)",
-                (consultation_id, finding),
-            )
-            self._audit(db, consultation_id, stored.updated_at, audit)
-        return stored
-
-    def audit_log(self, consultation_id: str) -> list[AuditEntry]:
-        """The audit entries of a consultation, oldest first."""
-        self.get(consultation_id)  # 404 rather than an empty log for an unknown id
-        rows = self._read(
-            "SELECT action, finding, triage_level, pack_version, key_name, created_at FROM audit WHERE consultation_id = ? ORDER BY rowid",
-            (consultation_id,),
-        )
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5])) for r in rows]
-
-    # ------------------------------------------------------------ API keys
-
-    def create_key(self, name: str, key_hash: str, rate_limit: int | None = None) -> ApiKey:
-        """Store a new API key's hash under a unique name (revoked names stay taken, so audit rows stay unambiguous)."""
-        now = _now()
-        with self._transaction() as db:
-            if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
-                raise KeyNameError(f"an API key named {name!r} already exists (revoked keys keep their names)")
-            db.execute(
-                "INSERT INTO api_keys (name, key_hash, rate_limit, created_at) VALUES (?, ?, ?, ?)", (name, key_hash, rate_limit, now.isoformat())
-            )
-        return ApiKey(name, now, None, rate_limit)
-
-    def find_key(self, key_hash: str) -> ApiKey | None:
-        """The key with this hash, revoked or not, or None."""
-        rows = self._read("SELECT name, created_at, revoked_at, rate_limit FROM api_keys WHERE key_hash = ?", (key_hash,))
-        return _api_key(rows[0]) if rows else None
-
-    def list_keys(self) -> list[ApiKey]:
-        """Every API key, oldest first."""
-        return [_api_key(r) for r in self._read("SELECT name, created_at, revoked_at, rate_limit FROM api_keys ORDER BY created_at, name", ())]
-
-    def revoke_key(self, name: str) -> ApiKey:
-        """Revoke a key by name (revoking it again keeps the first time)."""
-        with self._transaction() as db:
-            db.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_now().isoformat(), name))
-            row = db.execute("SELECT name, created_at, revoked_at, rate_limit FROM api_keys WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise KeyNameError(f"no API key named {name!r}")
-        return _api_key(row)
-
-    def get_answer(self, consultation_id: str, question_id: str) -> LoggedAnswer | None:
-        """The logged answer to this question id, if any (undone ones included)."""
-        rows = self._read(
-            "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? AND question_id = ?",
-            (consultation_id, question_id),
-        )
-        row = rows[0] if rows else None
-        if row is None:
-            return None
-        return LoggedAnswer(row[0], row[1], json.loads(row[2]), json.loads(row[3]), bool(row[4]), _time(row[5]))
-
-    def answers(self, consultation_id: str) -> list[LoggedAnswer]:
-        """The whole answer log of a consultation, oldest first (undone answers included)."""
-        rows = self._read(
-            "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? ORDER BY rowid",
-            (consultation_id,),
-        )
-        return [LoggedAnswer(r[0], r[1], json.loads(r[2]), json.loads(r[3]), bool(r[4]), _time(r[5])) for r in rows]
-
-    def delete(self, consultation_id: str) -> None:
-        """Delete a consultation and its answer log for good."""
-        with self._transaction() as db:
-            # "For good": the audit rows name the questions asked, so they go too.
-            db.execute("DELETE FROM audit WHERE consultation_id = ?", (consultation_id,))
-            db.execute("DELETE FROM answers WHERE consultation_id = ?", (consultation_id,))
-            if db.execute("DELETE FROM consultations WHERE id = ?", (consultation_id,)).rowcount == 0:
-                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
-
-    def list(self, limit: int = 100, offset: int = 0) -> list[ConsultationSummary]:
-        """Consultations, most recently updated first."""
-        rows = self._read(
-            "SELECT id, pack_name, pack_version, revision, created_at, updated_at FROM consultations ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
-            (max(0, int(limit)), max(0, int(offset))),
-        )
-        return [ConsultationSummary(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5])) for r in rows]
 
     def close(self) -> None:
         """Close every connection this store opened."""
@@ -536,5 +589,107 @@ class SQLiteStore:
             try:
                 db.close()
             except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+def libpq_url(url: str) -> str:
+    """The URL as libpq reads it: SQLAlchemy's postgresql+psycopg:// spelling becomes postgresql://."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.lower() in POSTGRES_SCHEMES else url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+class PostgresStore(_SQLStore):
+    """Consultations in a PostgreSQL database shared by any number of server processes.
+
+    The schema comes from the Alembic migrations (`diagnostician db upgrade`); opening checks that the
+    database is at the head revision rather than migrating it, so that several processes starting at
+    once never race to change the schema, and a deployment upgrades its database as one explicit step.
+    """
+
+    _SEQ = "seq"  # PostgreSQL has no rowid: migration 0001 gives answers and audit an identity column
+
+    def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
+        """Connect, and check that the schema is at the migrations' head (StoreError otherwise)."""
+        import psycopg
+
+        self.url = libpq_url(url)
+        self.where = f"consultation database {redact_url(self.url)}"
+        self.connect_timeout_s = connect_timeout_s
+        self._psycopg = psycopg
+        self._driver_error = psycopg.Error
+        self._integrity_error = psycopg.IntegrityError
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        try:
+            self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_schema(self) -> None:
+        from diagnostician.consult.migrations import head_revision
+
+        head = head_revision()
+        table = self._read("SELECT to_regclass('alembic_version')", ())[0][0]
+        found = self._read("SELECT version_num FROM alembic_version", ()) if table else []
+        version = found[0][0] if found else None
+        if version != head:
+            state = "has no diagnostician schema" if version is None else f"is at schema revision {version}, not {head}"
+            raise StoreError(f"{self.where} {state}: run `diagnostician db upgrade --url URL` first")
+
+    # One connection per thread, as for SQLite: a psycopg connection runs one statement at a time,
+    # and the API's handler threads must not queue behind each other's transactions.
+    def _connection(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is not None and (db.closed or db.broken):
+            db = None  # the server restarted or the network dropped: connect again instead of failing forever
+        if db is None:
+            try:
+                db = self._psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout_s)
+            except self._psycopg.Error as exc:
+                raise StoreError(f"cannot connect to the {self.where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from exc
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def _sql(self, sql: str) -> str:
+        return super()._sql(sql).replace("?", "%s")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        # autocommit connection + transaction(): BEGIN here, COMMIT on leaving (before the reply), ROLLBACK on any exception.
+        db = self._connection()
+        try:
+            with db.transaction():
+                yield db
+        except self._psycopg.Error as exc:
+            raise StoreError(f"{self.where}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for db in conns:
+            try:
+                db.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection must not hide the real error
                 pass
         self._local = threading.local()
