@@ -508,6 +508,7 @@ class SQLiteStore(_SQLStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         try:
             # Patient answers: a private folder and file (SQLite gives its -wal and -shm files the file's mode).
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -554,7 +555,14 @@ class SQLiteStore(_SQLStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so two writers never both read then fail to upgrade.
+        # Writers of this process queue on a fair in-process lock first: left to SQLite's busy handler,
+        # waiting threads sleep with uneven back-off and a few wait seconds (load benchmark p99).
+        # BEGIN IMMEDIATE then takes the file's write lock up front (other processes still wait on it),
+        # so two writers never both read then fail to upgrade.
+        with self._write_lock:
+            yield from self._immediate_transaction()
+
+    def _immediate_transaction(self) -> Iterator[sqlite3.Connection]:
         try:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
