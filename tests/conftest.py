@@ -61,3 +61,23 @@ def empty_postgres_url(postgres_url) -> str:
     with psycopg.connect(postgres_url, autocommit=True) as db:
         db.execute("TRUNCATE consultations, answers, audit, api_keys")
     return postgres_url
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    """A `diagnostician serve` process of the test module's own (fresh data folder), stopped after it."""
+    from servers import ApiServer
+
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    srv = ApiServer(root / "data", root / "server.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture()
+def http(server):
+    """An httpx client on the module's server."""
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client

@@ -61,3 +61,10 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         self.log_file.close()
+
+
+class ApiServer(ServerProcess):
+    """A `diagnostician serve` process on a free loopback port."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        super().__init__(["serve"], "/v1/health", data_dir, log)

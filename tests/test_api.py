@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
@@ -19,30 +18,9 @@ from diagnostician.consult import Consultation
 from diagnostician.consult.cases import load_case
 from diagnostician.engine import NOTICE
 from diagnostician.errors import InputError
-from servers import ServerProcess
+from servers import ApiServer as Server
 
 PROBLEM = "application/problem+json"
-
-
-class Server(ServerProcess):
-    """A `diagnostician serve` process on a free loopback port."""
-
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        super().__init__(["serve"], "/v1/health", data_dir, log)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("api")
-    srv = Server(root / "data", root / "server.log")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture()
-def http(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 def _create(http: httpx.Client, **body: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ the same function the server runs, and those tests need no network.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -19,23 +19,10 @@ from diagnostician.consult.cases import load_case
 from diagnostician.dialogue.intake import NO_MATCH, common_complaints
 from diagnostician.dialogue.render import answer_menu, is_scale
 from diagnostician.engine import NOTICE
-from test_api import PROBLEM, Server  # the `diagnostician serve` process helper
+from servers import ApiServer as Server
+from test_api import PROBLEM
 
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("chat")
-    srv = Server(root / "data", root / "server.log")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture()
-def http(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 # ---------------------------------------------------------------- drivers

@@ -17,21 +17,12 @@ import pytest
 from diagnostician.engine import NOTICE
 from diagnostician.knowledge.schema import load_pack
 from diagnostician.web import STATIC_DIR
-from servers import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("web")
-    srv = ServerProcess(["serve"], "/v1/health", root / "data", root / "server.log")
-    yield srv
-    srv.stop()
 
 
 def test_page_and_assets_are_served_from_the_package(server) -> None:

@@ -48,24 +48,36 @@ def _listed(assessment: Any) -> list[str]:
     return [e.code for e in assessment.differential if e.probability >= REF_THRESHOLD]
 
 
-def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str, Any]:
-    """Simulate one consultation and return what the metrics need."""
+@dataclass
+class Simulated:
+    """A consultation played to its end by a simulated patient, with per-turn timings."""
+
+    consultation: Consultation
+    latencies_ms: list[float]  # per turn: update with the previous answer + choice of the next question
+    positives: int  # questions answered 'present'
+
+
+def simulate(pack: Pack, record: PatientRecord, policy: InquiryPolicy) -> Simulated:
+    """Let the engine inquire until it stops, the DDXPlus patient answering every question."""
     patient = DDXPlusPatient(pack, record)
-    policy = config.policy()
     c = Consultation.begin(record.age, record.sex, patient.opening(), pack=pack, policy=policy)
     latencies = []
     positives = 0
     t0 = time.perf_counter()
-    while True:
-        q = c.next_question()
-        if q is None:
-            break
-        value = patient.answer(q.code)
-        turn = c.answer(q.code, value)
+    while (q := c.next_question()) is not None:
+        turn = c.answer(q.code, patient.answer(q.code))
         t1 = time.perf_counter()
-        latencies.append((t1 - t0) * 1000.0)  # update of the previous answer + choice of this question
+        latencies.append((t1 - t0) * 1000.0)
         t0 = t1
         positives += turn.answer.is_positive(pack)
+    return Simulated(c, latencies, positives)
+
+
+def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str, Any]:
+    """Simulate one consultation and return what the metrics need."""
+    policy = config.policy()
+    sim = simulate(pack, record, policy)
+    c, latencies, positives = sim.consultation, sim.latencies_ms, sim.positives
     a = c.assessment(explain_top=0)
     true = pack.condition(record.pathology)
     post = posterior(c.state)
@@ -89,7 +101,7 @@ def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str
         "danger_left": float(rival.sum()),  # posterior of dangerous conditions other than the top, at the end
     }
     if config.ceiling:
-        full = Consultation.begin(record.age, record.sex, patient.everything(), pack=pack)
+        full = Consultation.begin(record.age, record.sex, DDXPlusPatient(pack, record).everything(), pack=pack)
         fa = full.assessment(explain_top=0)
         result["ceiling_rank"] = fa.ranking.index(record.pathology)
         result["ceiling_listed"] = _listed(fa)

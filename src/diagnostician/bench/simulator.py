@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from diagnostician.engine.posterior import AnswerValue
 from diagnostician.knowledge.ddxplus import PatientRecord
-from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Pack
+from diagnostician.knowledge.schema import BINARY, Pack
 
 
 @dataclass
@@ -24,11 +24,9 @@ class DDXPlusPatient:
         """The patient's answer to the question on this finding."""
         f = self.pack.finding(code)
         v = self.record.evidences.get(code)
-        if f.kind == BINARY:
-            return v is True
-        if f.kind == CATEGORICAL:
-            return v if v is not None else f.default
-        return v if v is not None else (f.default,)
+        if v is None:
+            return f.absent_value()
+        return True if f.kind == BINARY else v
 
     def opening(self) -> dict[str, AnswerValue]:
         """What the patient says first: the initial evidence."""

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from diagnostician.bench.ddxplus import simulate
 from diagnostician.bench.metrics import REF_THRESHOLD
-from diagnostician.bench.simulator import DDXPlusPatient
-from diagnostician.consult import Consultation
 from diagnostician.engine import InquiryPolicy
 from diagnostician.engine.differential import FEATURES, evidence_vector, features
 from diagnostician.knowledge.ddxplus import DDXPlusRelease
@@ -59,10 +58,7 @@ def collect(pack_dir: str | Path, cases: str | Path, max_questions: int = 30) ->
     ev, ft, lab, rows, top = [], [], [], [], []
     names = [c.code for c in pack.conditions]
     for rec in rel.read_patients(cases):
-        patient = DDXPlusPatient(pack, rec)
-        cons = Consultation.begin(rec.age, rec.sex, patient.opening(), pack=pack, policy=InquiryPolicy(max_questions=max_questions))
-        while (q := cons.next_question()) is not None:
-            cons.answer(q.code, patient.answer(q.code))
+        cons = simulate(pack, rec, InquiryPolicy(max_questions=max_questions)).consultation
         ev.append(evidence_vector(pack, cons.state))
         ft.append(features(pack, cons.state))
         ref = {n for n, p in rec.differential if p >= REF_THRESHOLD}

@@ -17,7 +17,7 @@ from typing import Any
 from diagnostician.dialogue.answers import as_answer
 from diagnostician.engine.posterior import AnswerValue, check_age, normalise_sex, validate_answer
 from diagnostician.errors import CaseFileError, InputError
-from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Pack
+from diagnostician.knowledge.schema import Pack
 
 CASE_FORMAT = "diagnostician-case/1"
 MAX_CASE_BYTES = 1_000_000
@@ -42,9 +42,7 @@ class Case:
             return tuple(v) if isinstance(v, list) else v
         if self.unlisted == "unknown":
             return None
-        if f.kind == BINARY:
-            return False
-        return f.default if f.kind == CATEGORICAL else (f.default,)
+        return f.absent_value()
 
 
 def load_case(path: str | Path, pack: Pack) -> Case:

@@ -298,6 +298,32 @@ class _SQLStore:
     _SEQ = "rowid"
     _driver_error: type[Exception] = sqlite3.Error
     _integrity_error: type[Exception] = sqlite3.IntegrityError
+    _close_errors: tuple[type[Exception], ...] = (sqlite3.Error,)  # what closing a connection may raise and close() ignores
+
+    # One connection per thread: neither driver's connections may run two statements at once, and the
+    # API runs its handlers in a thread pool. _all keeps every connection so close() reaches them all.
+    def _init_connections(self) -> None:
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _keep(self, db: Any) -> Any:
+        """Make db this thread's connection and remember it for close()."""
+        self._local.db = db
+        with self._lock:
+            self._all.append(db)
+        return db
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for db in conns:
+            try:
+                db.close()
+            except self._close_errors:
+                pass
+        self._local = threading.local()
     where = "consultation database"  # names the database in error messages (never a password)
 
     def _sql(self, sql: str) -> str:
@@ -505,9 +531,7 @@ class SQLiteStore(_SQLStore):
         self.path = Path(path).expanduser()
         self.where = f"consultation database {self.path}"
         self.timeout_s = timeout_s
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._init_connections()
         self._write_lock = threading.Lock()
         try:
             # Patient answers: a private folder and file (SQLite gives its -wal and -shm files the file's mode).
@@ -548,9 +572,7 @@ class SQLiteStore(_SQLStore):
             except sqlite3.Error:
                 db.close()
                 raise
-            self._local.db = db
-            with self._lock:
-                self._all.append(db)
+            self._keep(db)
         return db
 
     @contextmanager
@@ -589,16 +611,6 @@ class SQLiteStore(_SQLStore):
         """The journal mode in force ('wal')."""
         return str(self._read("PRAGMA journal_mode", ())[0][0])
 
-    def close(self) -> None:
-        """Close every connection this store opened."""
-        with self._lock:
-            conns, self._all = self._all, []
-        for db in conns:
-            try:
-                db.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -631,6 +643,7 @@ class PostgresStore(_SQLStore):
     """
 
     _SEQ = "seq"  # PostgreSQL has no rowid: migration 0001 gives answers and audit an identity column
+    _close_errors = (Exception,)  # closing a broken connection must not hide the real error
 
     def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
         """Connect, and check that the schema is at the migrations' head (StoreError otherwise)."""
@@ -642,9 +655,7 @@ class PostgresStore(_SQLStore):
         self._psycopg = psycopg
         self._driver_error = psycopg.Error
         self._integrity_error = psycopg.IntegrityError
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
+        self._init_connections()
         try:
             self._check_schema()
         except BaseException:
@@ -673,9 +684,7 @@ class PostgresStore(_SQLStore):
                 db = self._psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout_s)
             except self._psycopg.Error as exc:
                 raise StoreError(f"cannot connect to the {self.where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from exc
-            self._local.db = db
-            with self._lock:
-                self._all.append(db)
+            self._keep(db)
         return db
 
     def _sql(self, sql: str) -> str:
@@ -691,13 +700,4 @@ class PostgresStore(_SQLStore):
         except self._psycopg.Error as exc:
             raise StoreError(f"{self.where}: {exc}") from exc
 
-    def close(self) -> None:
-        """Close every connection this store opened."""
-        with self._lock:
-            conns, self._all = self._all, []
-        for db in conns:
-            try:
-                db.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection must not hide the real error
-                pass
-        self._local = threading.local()
+

@@ -41,6 +41,12 @@ class Finding:
     parent: str | None = None
     source: str = ""
 
+    def absent_value(self) -> bool | str | tuple[str, ...]:
+        """The answer that reports this finding absent: no, the default value, or the default alone."""
+        if self.kind == BINARY:
+            return False
+        return self.default if self.kind == CATEGORICAL else (self.default,)  # type: ignore[return-value]
+
     def label_of(self, value: str) -> str:
         """Human label of one value code."""
         try:
