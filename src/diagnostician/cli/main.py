@@ -1,4 +1,4 @@
-"""The `diagnostician` command: demo, consult, bench, pack, serve, keys, mcp."""
+"""The `diagnostician` command: demo, consult, chat, parse, bench, pack, serve, keys, mcp."""
 
 from __future__ import annotations
 
@@ -686,6 +686,10 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--json", action="store_true", help="print summaries as JSON instead of Markdown")
     bd.add_argument("--quiet", action="store_true", help="no progress bar")
     bd.set_defaults(func=cmd_bench_ddxplus)
+
+    from diagnostician.cli.talk import add_commands
+
+    add_commands(sub, bsub, _Parser)
 
     p = sub.add_parser("pack", help="knowledge packs")
     psub = p.add_subparsers(dest="pack_command", required=True, parser_class=_Parser)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import Any
+
 from diagnostician.engine.inquiry import Question
 from diagnostician.engine.posterior import AnswerValue
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding, Pack
@@ -56,3 +60,71 @@ def reason(pack: Pack, q: Question) -> str:
     if q.safety_gain > 1e-3:
         parts.append(f"it helps rule serious conditions in or out ({q.safety_gain / 0.6931:.2f} bits)")
     return f"It separates the leading conditions — how often it is present with each: {lead}. " + "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who answers the questions: the patient, or someone for them (a parent: relation 'son', 'child'…; sex if known)."""
+
+    proxy: bool = False
+    relation: str | None = None
+    sex: str | None = None
+
+    @property
+    def who(self) -> str:
+        """How the first mention names the patient ("your son", "your child")."""
+        return f"your {self.relation}" if self.relation else "your child"
+
+
+def _proxy_tables() -> dict[str, Any]:
+    from diagnostician.dialogue.nlu import language  # local: nlu imports render's neighbours, not render
+
+    return language("en")["proxy_rewrite"]
+
+
+def address(text: str, audience: Audience) -> str:
+    """A question to the patient turned to whoever answers for them ("Do you…" → "Does your child…")."""
+    if not audience.proxy:
+        return text
+    tables = _proxy_tables()
+    pron = tables["pronouns"].get(audience.sex or "", tables["pronouns"][""])
+    first = [True]
+
+    def fill(template: str) -> str:
+        def name(_: re.Match[str]) -> str:
+            if first[0]:
+                first[0] = False
+                return audience.who
+            return pron["sub"]
+
+        out = re.sub(r"\{who\}", name, template)
+        return out.format(**pron)
+
+    pattern = re.compile("|".join(f"(?P<r{i}>{rx})" for i, (rx, _) in enumerate(tables["rules"])), re.IGNORECASE)
+
+    def swap(m: re.Match[str]) -> str:
+        i = int(next(k for k, v in m.groupdict().items() if v is not None)[1:])
+        rx, template = tables["rules"][i]
+        return re.sub(rx, fill(template), m.group(0), flags=re.IGNORECASE)
+
+    out = pattern.sub(swap, text)
+    # Pronoun-led questions read better with the verb agreeing: "does they" → "do they".
+    out = re.sub(r"\b(does|is|has|was) they\b", lambda m: {"does": "do", "is": "are", "has": "have", "was": "were"}[m.group(1)] + " they", out)
+    return out[:1].upper() + out[1:]
+
+
+def patient_question(f: Finding, audience: Audience | None = None) -> str:
+    """The finding's question in patient-facing words, addressed to whoever answers."""
+    return address(f.question, audience or Audience())
+
+
+def plain_reason(pack: Pack, q: Question) -> str:
+    """Why this question is asked, in a sentence a patient understands."""
+    names = [name for name, _ in q.separates[:3]]
+    listed = ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else "the conditions that fit so far"
+    if q.phase == "review":
+        return f"I ask to complete the picture before I summarise: the answer matters for {listed}."
+    out = f"I ask because your answer helps tell apart conditions that fit so far: {listed}."
+    if q.safety_gain > 1e-3:
+        out += " It also helps make sure a serious condition is not missed."
+    return out

@@ -1,0 +1,139 @@
+"""End-to-end free text on DDXPlus: the patient opens in a sentence, not a code, and answers in words.
+
+Each DDXPlus patient's initial evidence and demographics are written as a sentence a patient could
+type (the finding's question turned into a statement, with varied ways of giving age and sex); the
+whole conversation then runs through `consult.conversation.Conversation` — the same code as the
+chat — with the simulated patient replying in words. The coded benchmark runs on the same cases and
+the same fold models, so the two GTPA figures compare like with like.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from diagnostician.bench.ddxplus import BenchConfig, fold_packs, read_cases, simulate
+from diagnostician.knowledge.build_ddxplus import in_fit_fold
+from diagnostician.bench.simulator import DDXPlusPatient
+from diagnostician.consult.conversation import Conversation
+from diagnostician.dialogue.semantic import statement
+from diagnostician.dialogue.render import answer_menu, is_scale
+from diagnostician.engine.posterior import AnswerValue
+from diagnostician.knowledge.ddxplus import PatientRecord
+from diagnostician.knowledge.schema import BINARY, Finding, Pack
+
+MAX_TURNS = 80  # a conversation that has not ended by then counts as failed
+
+
+def opening_sentence(pack: Pack, record: PatientRecord, rng: random.Random) -> str:
+    """The initial evidence and demographics as a sentence a patient might write, in one of several forms."""
+    said = statement(pack.finding(record.initial_evidence).question)
+    age = f"{record.age:g}"
+    man = record.sex == "M"
+    demo = rng.choice([
+        f"I'm a {age} year old {'man' if man else 'woman'}",
+        f"{age}{'M' if man else 'F'}",
+        f"I am {age}, {'male' if man else 'female'}",
+        f"{'male' if man else 'female'}, {age} years old",
+    ])
+    form = rng.randrange(3)
+    if form == 0:
+        return f"{demo}. {said[0].upper()}{said[1:]}."
+    if form == 1:
+        return f"{said[0].upper()}{said[1:]}, {demo}"
+    return f"Hi, {demo} here: {said}"
+
+
+def typed(f: Finding, value: AnswerValue, rng: random.Random) -> str:
+    """A simulated patient's reply in words: yes/no phrasings, numbers, labels or menu numbers."""
+    if value is None:
+        return rng.choice(["not sure", "I don't know"])
+    if f.kind == BINARY:
+        return rng.choice(["yes", "yeah", "yes I do"]) if value else rng.choice(["no", "nope", "not really"])
+    if is_scale(f):
+        return rng.choice([f"{value}", f"about {value}", f"{value}/10"])
+    menu = answer_menu(f)
+    if isinstance(value, tuple):
+        if value == (f.default,):
+            return "no"
+        return ", ".join(str(i) for i, _, v in menu if v in value)
+    return next(label for _, label, v in menu if v == value)
+
+
+def converse(pack: Pack, record: PatientRecord, config: BenchConfig, rng: random.Random) -> dict[str, Any]:
+    """One free-text consultation with a simulated DDXPlus patient; what the metrics need."""
+    patient = DDXPlusPatient(pack, record)
+    conv = Conversation(pack, policy=config.policy())
+    conv.reply(opening_sentence(pack, record, rng))
+    understood = record.initial_evidence in conv.found or any(m.code == record.initial_evidence for m in conv.to_confirm)
+    asked_demographics = 0
+    for _ in range(MAX_TURNS):
+        stage = conv.stage
+        if stage == "ended":
+            break
+        if stage == "confirm":
+            code = conv.to_confirm[0].code
+            reply = typed(pack.finding(code), patient.answer(code), rng)
+        elif stage == "age":
+            asked_demographics += 1
+            reply = f"{record.age:g}"
+        elif stage == "sex":
+            asked_demographics += 1
+            reply = "male" if record.sex == "M" else "female"
+        elif stage == "opening":
+            if record.initial_evidence in conv.menu:
+                reply = str(conv.menu.index(record.initial_evidence) + 1)  # the product's fallback: pick from the matches
+            else:
+                return {"row": record.row, "pathology": record.pathology, "rank": None, "understood": False, "il": 0, "asked_demographics": asked_demographics}
+        else:
+            q = conv.c.next_question()  # type: ignore[union-attr]
+            reply = typed(pack.finding(q.code), patient.answer(q.code), rng)  # type: ignore[union-attr]
+        conv.reply(reply)
+    if conv.c is None or conv.stage != "ended":
+        return {"row": record.row, "pathology": record.pathology, "rank": None, "understood": understood, "il": 0, "asked_demographics": asked_demographics}
+    a = conv.c.assessment(explain_top=0)
+    return {
+        "row": record.row,
+        "pathology": record.pathology,
+        "rank": a.ranking.index(record.pathology),
+        "understood": understood,
+        "il": conv.c.questions_asked,
+        "asked_demographics": asked_demographics,
+        "age_read": conv.age == record.age,
+        "sex_read": conv.sex == record.sex,
+    }
+
+
+def run(pack: Pack, path: str, limit: int | None = None, seed: int = 0, held_out_only: bool = False) -> dict[str, Any]:
+    """Free-text and coded consultations on the same cases; GTPA@1/@3 of each and how often the opening was read."""
+    rng = random.Random(seed)
+    config = BenchConfig()
+    variants = fold_packs(pack, path)
+    free, coded = [], []
+    for record in read_cases(pack, path, limit):
+        if held_out_only and in_fit_fold(Path(path).name, record.row):
+            continue
+        pk = variants[record.row % len(variants)] if variants else pack
+        free.append(converse(pk, record, config, rng))
+        c = simulate(pk, record, config.policy()).consultation
+        coded.append(c.assessment(explain_top=0).ranking.index(record.pathology))
+    n = len(free)
+
+    def at(ranks: Sequence[int | None], k: int) -> float:
+        return sum(1 for r in ranks if r is not None and r < k) / n if n else 0.0
+
+    free_ranks = [r["rank"] for r in free]
+    return {
+        "cases": n,
+        "free_text": {
+            "gtpa@1": round(at(free_ranks, 1), 4),
+            "gtpa@3": round(at(free_ranks, 3), 4),
+            "opening_understood": round(sum(r["understood"] for r in free) / n, 4) if n else None,
+            "failed": sum(1 for r in free if r["rank"] is None),
+            "il": round(sum(r["il"] for r in free) / n, 2) if n else None,
+            "asked_age_or_sex": round(sum(r["asked_demographics"] > 0 for r in free) / n, 4) if n else None,
+        },
+        "coded": {"gtpa@1": round(at(coded, 1), 4), "gtpa@3": round(at(coded, 3), 4)},
+        "cases_detail": free,
+    }

@@ -1,0 +1,270 @@
+"""Free-text commands: `parse` (what the intake understood), `chat` (a consultation in plain words), `bench intake`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from diagnostician.errors import InputError
+
+EXIT_OK = 0
+
+
+def _read_text_arg(parts: list[str]) -> str:
+    """The TEXT argument: words joined, or standard input when it is '-' or absent."""
+    if not parts or parts == ["-"]:
+        if sys.stdin.isatty():
+            raise InputError("give the text to parse as an argument, or pipe it on standard input")
+        data = sys.stdin.buffer.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError("the text on standard input is not UTF-8") from exc
+    return " ".join(parts)
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Print what the free-text intake understood: demographics and each finding with polarity, value, confidence, span."""
+    from diagnostician.dialogue.nlu import CONFIRM_BELOW, read_text
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    text = _read_text_arg(args.text)
+    reading = read_text(pack, text, max_chars=args.max_chars)
+    if args.llm:
+        from diagnostician.dialogue.llm import extract_with_llm
+
+        # The model only adds what the lexicon did not read; its findings are validated and always confirmed.
+        known = {m.code for m in reading.mentions}
+        extra = [m for m in extract_with_llm(_llm_client(args), pack, text) if m.code not in known]
+        reading.mentions += extra
+    if args.json:
+        out = reading.to_dict()
+        for item in out["findings"]:
+            item["question"] = pack.finding(item["code"]).question
+            item["confirm"] = item["confidence"] < CONFIRM_BELOW or item["polarity"] == "uncertain"
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    demo = []
+    if reading.age is not None:
+        demo.append(f"age {reading.age:g} years")
+    if reading.sex:
+        demo.append(f"sex {reading.sex}")
+    if reading.proxy:
+        demo.append(f"written about: {reading.relation or 'someone else'}")
+    if reading.pregnant:
+        demo.append("pregnant")
+    if reading.duration_days is not None:
+        demo.append(f"duration about {reading.duration_days:g} days")
+    con.print("Understood: " + (", ".join(demo) if demo else "no age, sex or duration"))
+    t = Table(show_lines=False)
+    for col in ("code", "polarity", "value", "confidence", "text", "finding"):
+        t.add_column(col)
+    for m in reading.mentions:
+        f = pack.finding(m.code)
+        vals = m.value if isinstance(m.value, tuple) else (() if m.value is None else (m.value,))
+        value = ", ".join(f.label_of(v) for v in vals) if vals else ""
+        conf = f"{m.confidence:.2f}" + (" (confirm)" if m.confidence < CONFIRM_BELOW or m.polarity == "uncertain" else "")
+        t.add_row(m.code, m.polarity, value, conf, repr(m.text), f.question)
+    if reading.mentions:
+        con.print(t)
+    else:
+        con.print("No finding of the knowledge pack was recognised.")
+    for note in reading.notes:
+        con.print(f"[dim]note: {note}[/]")
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A free-text consultation in the terminal, from the first complaint to the assessment."""
+    from diagnostician.consult.conversation import Conversation
+    from diagnostician.engine import InquiryPolicy
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    policy = InquiryPolicy(max_questions=args.max_questions) if args.max_questions else InquiryPolicy()
+    if args.max_questions is not None and args.max_questions < 1:
+        raise InputError("--max-questions must be at least 1")
+    phrase = _llm_phraser(pack, args) if args.llm else None
+    conv = Conversation(pack, policy=policy, phrase=phrase)
+    show = _printer(args.plain)
+    show(conv.reply(""))
+    while True:
+        try:
+            line = input("you> " if sys.stdin.isatty() else "")
+        except EOFError:
+            if conv.c is not None and conv.stage == "inquiry":
+                show(conv.reply("stop"))
+            break
+        except UnicodeDecodeError:
+            show("I could not read that line (not UTF-8); please type it again.")
+            continue
+        show(conv.reply(line))
+        if conv.stage == "ended" and not sys.stdin.isatty():
+            continue
+    return EXIT_OK
+
+
+def _printer(plain: bool) -> Any:
+    if plain or not sys.stdout.isatty():
+        return lambda text: print(text + "\n", flush=True)
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    con = Console(highlight=False)
+    return lambda text: con.print(Markdown(text), "")
+
+
+def _llm_client(args: argparse.Namespace) -> Any:
+    from diagnostician.dialogue.llm import LLMClient, LLMConfig
+
+    config = LLMConfig.from_env(args.llm_config)
+    if config is None:
+        raise InputError("--llm needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
+    return LLMClient(config)
+
+
+def _llm_phraser(pack: Any, args: argparse.Namespace) -> Any:
+    """Question rewording by an OpenAI-compatible server, checked for grounding, falling back to the template."""
+    from diagnostician.dialogue.grounding import Grounding
+    from diagnostician.dialogue.llm import phrase_question
+    from diagnostician.dialogue.nlu import read_text
+
+    client = _llm_client(args)
+
+    def detect(text: str) -> list[Any]:
+        try:
+            return read_text(pack, text).mentions
+        except InputError:
+            return []
+
+    def phrase(text: str, audience: Any) -> str:
+        # Only what the template itself says is allowed: the reworded question may name nothing else.
+        return phrase_question(client, pack, text, Grounding(pack=pack), proxy=audience.proxy, detect=detect).text
+
+    return phrase
+
+
+def cmd_bench_intake(args: argparse.Namespace) -> int:
+    """Score the free-text intake on a labelled utterance set: findings, polarity and values."""
+    from diagnostician.bench.intake import coverage, load_intake_set, run_intake, vignette_recovery
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    items = load_intake_set(args.cases)
+    report = run_intake(pack, items, min_confidence=args.min_confidence)
+    report["coverage"] = coverage(pack, items)
+    report["set"] = str(args.cases or "built-in intake_en.jsonl")
+    for path in args.vignettes or []:
+        if not Path(path).is_file():
+            raise InputError(f"vignette file not found: {path}")
+        report.setdefault("vignettes", {})[Path(path).name] = vignette_recovery(pack, path)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "intake_summary.json").write_text(json.dumps({k: v for k, v in report.items() if k != "errors"}, indent=1) + "\n", encoding="utf-8")
+        (out / "intake_errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in report["errors"]), encoding="utf-8")
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "errors"}, indent=1))
+        return EXIT_OK
+    print(intake_markdown(report))
+    return EXIT_OK
+
+
+def intake_markdown(report: dict[str, Any]) -> str:
+    """The intake benchmark's figures as a Markdown table."""
+    rows = ["| measure | precision | recall | F1 |", "|---|---|---|---|"]
+    for key in ("findings", "findings_with_polarity", "values"):
+        r = report[key]
+        rows.append(f"| {key.replace('_', ' ')} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
+    lines = [
+        f"Intake benchmark: {report['utterances']} utterances, {report['labels']} labelled findings ({report['set']}).",
+        "",
+        *rows,
+        "",
+        f"- polarity accuracy on findings found: {report['polarity_accuracy']}",
+        f"- negation polarity accuracy (denied findings found, read as denied): {report['negation_polarity_accuracy']}",
+        f"- denied findings found at all: {report['denied_findings_found']}",
+        "- demographics: " + ", ".join(f"{k} {v['accuracy']} (n={v['n']})" for k, v in report["demographics"].items()),
+        f"- time: first call {report['timing']['first_call_s']} s (builds the reader), {report['timing']['per_utterance_ms']} ms per utterance",
+        f"- coverage: {report['coverage']['labelled']} of {report['coverage']['findings']} pack findings labelled at least once",
+        "",
+        "| tag | utterances | findings F1 | with polarity F1 |",
+        "|---|---|---|---|",
+    ]
+    for tag, r in report["by_tag"].items():
+        lines.append(f"| {tag} | {r['n_utterances']} | {r['findings']['f1']:.3f} | {r['findings_with_polarity']['f1']:.3f} |")
+    for name, v in report.get("vignettes", {}).items():
+        lines += [
+            "",
+            f"Vignettes {name} ({v['vignettes']}): stated findings recovered {v['stated']['recovered']}/{v['stated']['in_pack']} "
+            f"({v['stated']['recovered_share']}), denied {v['denied']['recovered']}/{v['denied']['in_pack']} ({v['denied']['recovered_share']}); "
+            f"items the pack has no finding for: {v['stated']['items'] - v['stated']['in_pack']} stated, {v['denied']['items'] - v['denied']['in_pack']} denied.",
+        ]
+    return "\n".join(lines)
+
+
+def cmd_bench_freetext(args: argparse.Namespace) -> int:
+    """DDXPlus consultations opened with a sentence and answered in words, beside the coded benchmark on the same cases."""
+    from diagnostician.bench.freetext import run
+    from diagnostician.knowledge.schema import load_pack
+
+    if not Path(args.cases).is_file():
+        raise InputError(f"case file not found: {args.cases}")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    pack = load_pack(args.pack)
+    report = run(pack, args.cases, limit=args.limit, seed=args.seed, held_out_only=args.held_out)
+    detail = report.pop("cases_detail")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "freetext_summary.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        (out / "freetext_cases.jsonl").write_text("".join(json.dumps(d) + "\n" for d in detail), encoding="utf-8")
+    print(json.dumps(report, indent=1))
+    return EXIT_OK
+
+
+def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
+    """Register parse, chat and bench intake on the main parser."""
+    p = sub.add_parser("parse", help="show what the free-text intake understands in TEXT")
+    p.add_argument("text", nargs="*", metavar="TEXT", help="the text (or '-' / nothing to read standard input)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--pack", default="ddxplus")
+    p.add_argument("--max-chars", type=int, default=5000, help="refuse longer text (default 5000)")
+    p.add_argument("--llm", action="store_true", help="also ask the configured OpenAI-compatible server (validated; to be confirmed)")
+    p.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (base_url, model, api_key)")
+    p.set_defaults(func=cmd_parse)
+
+    c = sub.add_parser("chat", help="a consultation in plain words in the terminal")
+    c.add_argument("--pack", default="ddxplus")
+    c.add_argument("--max-questions", type=int, help="at most this many questions (default 30)")
+    c.add_argument("--plain", action="store_true", help="plain text instead of formatted Markdown")
+    c.add_argument("--llm", action="store_true", help="reword questions with the configured OpenAI-compatible server (grounded; falls back to templates)")
+    c.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (base_url, model, api_key)")
+    c.set_defaults(func=cmd_chat)
+
+    bi = bench_sub.add_parser("intake", help="score the free-text intake on a labelled utterance set")
+    bi.add_argument("--cases", help="JSONL utterance set (default: the built-in intake_en.jsonl)")
+    bi.add_argument("--pack", default="ddxplus")
+    bi.add_argument("--min-confidence", type=float, default=0.0, help="count only mentions at or above this confidence")
+    bi.add_argument("--out", help="folder for intake_summary.json and intake_errors.jsonl")
+    bi.add_argument("--vignettes", nargs="*", metavar="FILE", help="also: share of stated/denied findings recovered from Avey-format vignettes")
+    bi.add_argument("--json", action="store_true")
+    bi.set_defaults(func=cmd_bench_intake)
+
+    bf = bench_sub.add_parser("freetext", help="DDXPlus consultations opened in a sentence and answered in words, vs coded")
+    bf.add_argument("--cases", required=True, help="DDXPlus patient CSV file")
+    bf.add_argument("--limit", type=int, help="first N cases")
+    bf.add_argument("--held-out", action="store_true", help="only rows the differential model never saw")
+    bf.add_argument("--seed", type=int, default=0, help="seed of the sentence and reply wording")
+    bf.add_argument("--pack", default="ddxplus")
+    bf.add_argument("--out", help="folder for freetext_summary.json and freetext_cases.jsonl")
+    bf.set_defaults(func=cmd_bench_freetext)

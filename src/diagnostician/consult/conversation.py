@@ -1,0 +1,410 @@
+"""A free-text consultation as a conversation: the terminal chat and the OpenAI-compatible endpoint both run this.
+
+Each user message is read in plain words. The first describes the problem: every clue in it (what is
+present and what is denied, age, sex, who is writing) is taken at once; clues read with low
+confidence are confirmed with the patient before they count. Then the engine's questions follow, one
+at a time, in words addressed to whoever answers (the patient or a parent), with the reason on
+request ("why do you ask?"). An answer may carry more clues ("no, but she has been vomiting"): they
+are entered too. A danger sign gives its advice in the very reply that raised it. Commands: why,
+undo (or back), stop, help. Deterministic: the same messages always give the same replies, which
+lets the stateless chat endpoint rebuild a conversation from its history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from diagnostician.consult.session import Consultation
+from diagnostician.dialogue.intake import parse_age, parse_sex, search_complaints
+from diagnostician.dialogue.mentions import ABSENT, PRESENT, UNCERTAIN, Mention, Reading
+from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, reader_for
+from diagnostician.dialogue.plain import is_why, understand_answer
+from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
+from diagnostician.engine import NOTICE, InquiryPolicy, Question
+from diagnostician.engine.explain import answer_text
+from diagnostician.engine.posterior import AnswerValue, check_age
+from diagnostician.errors import InputError
+from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding, Pack, RedFlag
+
+UNDO = {"undo", "back", "u", "go back"}
+STOP = {"stop", "quit", "q", "exit", "end", "finish"}
+HELP = {"help", "h", "commands", "help?"}
+INLINE_MENU = 20  # longer menus (body locations: 166 choices) go on one line, so they do not fill the screen
+
+INTRO = (
+    "Hello. I am **diagnostician**, an evidence-based symptom checker. Tell me in your own words what is wrong; "
+    "I will ask a few questions, one at a time, then tell you which conditions fit and how urgently to seek care."
+)
+COMMANDS = "You can ask **why** a question is asked, type **undo** (or back) to take back your last answer, and **stop** to end and see the assessment so far."
+COMPLAINT = "**What brings you here today?** Describe it in your own words (for example: *I've had a sore throat and a fever since yesterday, no cough*). If it is about your child, say so and give their age."
+LEVEL_WORDS = {"emergency": "EMERGENCY", "urgent_24h": "URGENT (within 24 hours)", "see_doctor": "SEE A DOCTOR", "self_care": "SELF-CARE"}
+WHY_INTAKE = {
+    "age": "Age changes how likely each condition is: some occur mostly in children, others mostly in older adults.",
+    "sex": "Some conditions occur mostly or only in one sex, so the knowledge pack weighs them by sex.",
+    "opening": "Your own description tells me where to start; then I choose each question by how much the answer would tell.",
+    "confirm": "I was not sure I understood this part of what you wrote, and I only use what you confirm.",
+}
+
+
+def _italic(text: str) -> str:
+    return f"_{text}_"
+
+
+def engine_value(f: Finding, m: Mention) -> AnswerValue | None:
+    """The engine value a sure mention stands for (None when it says nothing usable, e.g. a site without a side)."""
+    if m.polarity == UNCERTAIN:
+        return None
+    if f.kind == BINARY:
+        return m.polarity == PRESENT
+    if m.polarity == ABSENT:
+        if f.default is None:
+            return None
+        return f.default if f.kind == CATEGORICAL else (f.default,)
+    if m.value in (None, ()):
+        return None
+    return m.value
+
+
+@dataclass
+class Conversation:
+    """One free-text consultation: feed the user's messages in order with `reply`; each returns the assistant's text."""
+
+    pack: Pack
+    policy: InquiryPolicy = field(default_factory=InquiryPolicy)
+    threshold: float = CONFIRM_BELOW
+    max_chars: int = MAX_CHARS
+    phrase: Callable[[str, Audience], str] | None = None  # optional rewording of question text (an LLM); None = templates
+    age: float | None = None
+    sex: str | None = None
+    audience: Audience = field(default_factory=Audience)
+    found: dict[str, AnswerValue] = field(default_factory=dict)  # findings taken from the text before the inquiry
+    to_confirm: list[Mention] = field(default_factory=list)
+    menu: list[str] = field(default_factory=list)  # search results offered when the description matched nothing
+    c: Consultation | None = None
+    stopped: bool = False
+    turns: int = 0
+    history: list[tuple[str, object]] = field(default_factory=list)  # intake steps, for undo before the inquiry
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def stage(self) -> str:
+        """opening, confirm, age, sex, inquiry (a question is pending) or ended."""
+        if self.c is not None:
+            return "ended" if self.stopped or self.c.next_question() is None else "inquiry"
+        if self.to_confirm:
+            return "confirm"
+        if not any(v not in (False, None) for v in self.found.values()):
+            return "opening"
+        if self.age is None:
+            return "age"
+        if self.sex is None:
+            return "sex"
+        return "opening"  # unreachable: the consultation begins as soon as all is known
+
+    def expected_question(self) -> str | None:
+        """The text of the question the last reply asked, when it was an inquiry question."""
+        if self.stage != "inquiry":
+            return None
+        q = self.c.next_question()  # type: ignore[union-attr]
+        return None if q is None else self.question_text(self.pack.finding(q.code))
+
+    def question_text(self, f: Finding) -> str:
+        """The question of `f` as this conversation asks it (addressed to a parent when one answers)."""
+        return patient_question(f, self.audience)
+
+    # ------------------------------------------------------------ one turn
+
+    def reply(self, text: str) -> str:
+        """Take one user message and return the assistant's reply."""
+        self.turns += 1
+        try:
+            if self.turns == 1:
+                parts = [INTRO, _italic(NOTICE), *self._first(text)]
+            else:
+                parts = self._turn(text)
+        except InputError as exc:
+            parts = [f"I could not use that: {exc}.", *self._prompt()]
+        return "\n\n".join(p for p in parts if p)
+
+    def _turn(self, text: str) -> list[str]:
+        word = " ".join(text.strip().lower().rstrip(".!").split())
+        if not word:
+            return ["I did not get an answer.", *self._prompt()]
+        if word in HELP:
+            return [COMMANDS, *self._prompt()]
+        if word in UNDO:
+            return self._undo()
+        if is_why(text):
+            return self._why()
+        if word in STOP:
+            return self._stop()
+        stage = self.stage
+        if stage == "opening":
+            return self._describe(text)
+        if stage == "confirm":
+            return self._confirm(text)
+        if stage == "age":
+            self.age = self._age(text)
+            self.history.append(("age", None))
+            return self._advance()
+        if stage == "sex":
+            self.sex = parse_sex(text)
+            self.history.append(("sex", None))
+            return self._advance()
+        if stage == "ended":
+            return ["This consultation has ended: the assessment stands.", *self._assessment()]
+        return self._answer(text)
+
+    def _first(self, text: str) -> list[str]:
+        if not text.strip():
+            return [COMPLAINT, COMMANDS]
+        reading = reader_for(self.pack).read(text, self.max_chars)
+        if not reading.mentions and reading.age is None and reading.sex is None:
+            try:
+                self.age = parse_age(text)  # someone who opens with just their age is asked for the rest
+                self.history.append(("age", None))
+                return [COMPLAINT]
+            except InputError:
+                return [COMPLAINT, COMMANDS]  # a greeting, or nothing the pack knows yet
+        return self._describe(text, first=True)
+
+    def _age(self, text: str) -> float:
+        reading = reader_for(self.pack).read(text, self.max_chars)
+        if reading.age is not None:
+            return check_age(reading.age)
+        return parse_age(text)
+
+    def _describe(self, text: str, first: bool = False) -> list[str]:
+        """Read a description of the problem: demographics and every finding, sure ones kept, doubtful ones queued."""
+        if self.menu and text.strip().isdigit():
+            n = int(text.strip())
+            if 1 <= n <= len(self.menu):
+                code = self.menu[n - 1]
+                self.found[code] = True
+                self.menu = []
+                self.history.append(("found", code))
+                return [_italic(f"Noted: {self.pack.finding(code).question.rstrip('?:. ')} — yes."), *self._advance()]
+        reading: Reading = reader_for(self.pack).read(text, self.max_chars)
+        said = []
+        if reading.age is not None and self.age is None:
+            self.age = check_age(reading.age)
+            said.append("age")
+        if reading.sex is not None and self.sex is None:
+            self.sex = reading.sex
+            said.append("sex")
+        for kind in said:
+            self.history.append((kind, None))
+        if reading.proxy or (self.age is not None and self.age < 16 and not self.audience.proxy):
+            self.audience = Audience(True, reading.relation if reading.proxy else None, reading.sex)
+        noted, queued = [], []
+        for m in reading.mentions:
+            f = self.pack.finding(m.code)
+            if m.code in self.found:
+                continue
+            if m.confidence >= self.threshold and m.polarity != UNCERTAIN:
+                value = engine_value(f, m)
+                if value is not None:
+                    self.found[m.code] = value
+                    noted.append(m.code)
+            elif f.kind == BINARY:
+                queued.append(m)  # a doubtful yes/no is asked back; a doubtful site is left for the engine's own question
+        self.to_confirm += queued
+        self.history.append(("describe", (noted, len(queued))))
+        parts = []
+        if noted:
+            parts.append(_italic("I noted: " + "; ".join(self._finding_words(code) for code in noted) + "."))
+        if not noted and not queued:
+            if said:
+                return [COMPLAINT]
+            if self.age is None:
+                try:
+                    self.age = parse_age(text)  # just an age: keep it, and ask for the description again
+                    self.history.append(("age", None))
+                    return [COMPLAINT]
+                except InputError:
+                    pass
+            if self.stage == "opening":
+                hits = []
+                for word in text.lower().split():
+                    hits += [h for h in search_complaints(self.pack, word.strip(",.!?")) if h not in hits] if len(word) > 3 else []
+                self.menu = hits[:10]
+                if self.menu:
+                    menu = "\n".join(f"{i}. {self.pack.finding(c).question}" for i, c in enumerate(self.menu, 1))
+                    return ["I could not match that to the symptoms I know. Is it one of these? Reply with a number, or describe it in other words.", menu]
+                return ["I could not match that to the symptoms I know. Please describe it in other words (for example: *cough, fever, sore throat, chest pain*).", *([COMMANDS] if first else [])]
+        return parts + self._advance()
+
+    def _finding_words(self, code: str) -> str:
+        f = self.pack.finding(code)
+        value = self.found[code]
+        q = f.question.rstrip("?:. ")
+        if f.kind == BINARY:
+            return f"{q} — {'yes' if value else 'no'}"
+        vals = value if isinstance(value, tuple) else (value,)
+        return f"{q} — {', '.join(f.label_of(v) for v in vals)}"  # type: ignore[arg-type]
+
+    def _confirm(self, text: str) -> list[str]:
+        m = self.to_confirm[0]
+        f = self.pack.finding(m.code)
+        value = understand_answer(self.pack, f, text)
+        self.to_confirm.pop(0)
+        if value is not None:
+            self.found[m.code] = value
+        self.history.append(("confirm", m))
+        return self._advance()
+
+    def _advance(self) -> list[str]:
+        """Begin the inquiry once everything needed is known; otherwise ask for what is missing."""
+        if self.c is None and self.age is not None and self.sex is not None and not self.to_confirm and any(v not in (False, None) for v in self.found.values()):
+            self.c = Consultation.begin(self.age, self.sex, list(self.found.items()), pack=self.pack, policy=self.policy)
+            return [*self._danger(self.c.red_flags), *self._next()]
+        return self._prompt()
+
+    def _answer(self, text: str) -> list[str]:
+        c = self.c
+        q = c.next_question()  # type: ignore[union-attr]
+        f = self.pack.finding(q.code)  # type: ignore[union-attr]
+        try:
+            value = understand_answer(self.pack, f, text)
+        except InputError as exc:
+            return [f"I could not use that answer: {exc}", *self._question(q)]  # type: ignore[arg-type]
+        turn = c.answer(f.code, value)  # type: ignore[union-attr]
+        flags = list(turn.new_red_flags)
+        noted = [answer_text(self.pack, turn.answer).split(": ", 1)[-1]]
+        # More clues in the same answer ("no, but she has been vomiting") are entered as volunteered findings.
+        if len(text.split()) > 2:
+            answered = {a.code for a in c.state.answers}  # type: ignore[union-attr]
+            for m in reader_for(self.pack).read(text, self.max_chars).mentions:
+                extra = self.pack.finding(m.code)
+                if m.code in answered or m.confidence < self.threshold:
+                    continue
+                v = engine_value(extra, m)
+                if v is None:
+                    continue
+                extra_turn = c.volunteer(m.code, v)  # type: ignore[union-attr]
+                answered.add(m.code)
+                flags += list(extra_turn.new_red_flags)
+                noted.append(answer_text(self.pack, extra_turn.answer).replace("?: ", " — "))
+        also = f" Also noted: {'; '.join(noted[1:])}." if noted[1:] else ""
+        return [_italic(f"Noted: {noted[0]}.{also}"), *self._danger(flags), *self._next()]
+
+    def _undo(self) -> list[str]:
+        c = self.c
+        if c is not None and self.stopped:
+            self.stopped = False
+            return ["Taking back **stop**: the questions continue.", *self._next()]
+        if c is not None and c.questions_asked > 0:
+            undone = c.undo()
+            return [_italic(f"Took back: {answer_text(self.pack, undone)}."), *self._next()]
+        if c is not None:
+            self.c = None  # back to the intake: the last intake step is taken back below
+        if not self.history:
+            return ["There is nothing to undo yet.", *self._prompt()]
+        kind, data = self.history.pop()
+        if kind == "age":
+            self.age = None
+        elif kind == "sex":
+            self.sex = None
+        elif kind == "found":
+            self.found.pop(data, None)  # type: ignore[arg-type]
+        elif kind == "confirm":
+            self.found.pop(data.code, None)  # type: ignore[union-attr]
+            self.to_confirm.insert(0, data)  # type: ignore[arg-type]
+        elif kind == "describe":
+            noted, n_queued = data  # type: ignore[misc]
+            for code in noted:
+                self.found.pop(code, None)
+            del self.to_confirm[len(self.to_confirm) - n_queued :]
+        return [_italic("Took that back."), *self._prompt()]
+
+    def _why(self) -> list[str]:
+        stage = self.stage
+        if stage in WHY_INTAKE:
+            return [WHY_INTAKE[stage], *self._prompt()]
+        if stage == "ended":
+            return ["No question is pending: the inquiry has ended.", *self._assessment()]
+        q = self.c.next_question()  # type: ignore[union-attr]
+        return [f"Why I ask this: {plain_reason(self.pack, q)}", _italic(f"Details: {reason(self.pack, q)}"), *self._question(q)]  # type: ignore[arg-type]
+
+    def _stop(self) -> list[str]:
+        if self.c is None:
+            return ["There is nothing to assess yet: I need a description of the problem, the age and the sex first.", *self._prompt()]
+        if self.stage == "inquiry":
+            self.stopped = True
+        return self._assessment()
+
+    # ------------------------------------------------------------ rendering
+
+    def _prompt(self) -> list[str]:
+        """What to ask now, at any stage."""
+        stage = self.stage
+        child = self.audience.proxy
+        if stage == "opening":
+            return [COMPLAINT]
+        if stage == "confirm":
+            m = self.to_confirm[0]
+            f = self.pack.finding(m.code)
+            lead = f"You said “{m.text}”" if m.polarity != UNCERTAIN else f"You were not sure about “{m.text}”"
+            return [f"{lead} — to be sure I understood: **{self.question_text(f)}**", _italic("Reply yes, no or don't know.")]
+        if stage == "age":
+            if child:
+                return [f"**How old is {self.audience.who}?** (for a baby, for example: 6 months)"]
+            return ["**How old are you?** (for a baby, for example: 6 months)"]
+        if stage == "sex":
+            who = f"Is {self.audience.who} a boy or a girl" if child else "What is your sex"
+            return [f"**{who}?** Some conditions depend on it. (female / male)"]
+        return self._next()
+
+    def _next(self) -> list[str]:
+        q = self.c.next_question()  # type: ignore[union-attr]
+        return self._assessment() if q is None or self.stopped else self._question(q)
+
+    def _question(self, q: Question) -> list[str]:
+        f = self.pack.finding(q.code)
+        n = self.c.questions_asked + 1  # type: ignore[union-attr]
+        text = self.question_text(f)
+        if self.phrase is not None:
+            text = self.phrase(text, self.audience)
+        parts = [f"**Question {n}.** {text}"]
+        menu = answer_menu(f)
+        if f.kind != BINARY and menu:
+            if len(menu) > INLINE_MENU:
+                parts.append("Choices: " + " · ".join(f"{i}. {label}" for i, label, _ in menu))
+            else:
+                parts.append("\n".join(f"{i}. {label}" for i, label, _ in menu))
+        hint = "yes, no or don't know" if f.kind == BINARY else ("a number " + f"{f.values[0]}–{f.values[-1]}" if is_scale(f) else "your answer in words or the numbers of the choices")
+        parts.append(_italic(f"Reply with {hint}. You can also ask why, undo or stop."))
+        return parts
+
+    def _danger(self, flags: Sequence[RedFlag]) -> list[str]:
+        if not flags:
+            return []
+        blocks = [f"🚨 **DANGER SIGN: {r.advice}**\n{_italic(r.basis)} The questions continue, but this advice stands." for r in flags]
+        return [*blocks, _italic(NOTICE)]
+
+    def _assessment(self) -> list[str]:
+        c = self.c
+        a = c.assessment()  # type: ignore[union-attr]
+        t = a.triage
+        parts = ["**Assessment** — decision support, not a diagnosis."]
+        head = f"**Triage: {LEVEL_WORDS.get(t.level, t.level)}.** {t.advice}"
+        parts.append("\n".join([head, *(f"- because: {r}" for r in t.reasons)]))
+        rows = []
+        for i, e in enumerate(a.differential[:5], 1):
+            prob = f"{e.posterior:.1%}" if e.posterior >= 0.001 else "<0.1%"
+            role = "likely" if e.role == "likely" else "consider / rule out"
+            rows.append(f"{i}. {e.name} (ICD-10 {e.icd10}): {prob} — {role}")
+        if rows:
+            parts.append("**Conditions that fit your answers**, most likely first (probability):\n" + "\n".join(rows))
+        if a.explanations:
+            parts.append("**Why**\n" + "\n".join(f"- {e.sentence()}" for e in a.explanations[:3]))
+        if self.stopped:
+            parts.append(_italic(f"You stopped after {a.questions_asked} questions, so this assessment is provisional."))
+        else:
+            parts.append(_italic(f"The inquiry ended after {a.questions_asked} questions: {a.stop_reason}."))
+        parts.append(_italic(a.notice))
+        undo = "continue the questions" if self.stopped else "change your last answer"
+        parts.append(f"Type **undo** to {undo}, or start a new conversation for a new consultation.")
+        return parts

@@ -1,0 +1,739 @@
+"""Free text → findings of a knowledge pack, offline: lexicon matching, ConText-style negation, numbers and demographics.
+
+The reader works on tokens of the lowercased text, each with its character span. It matches the pack
+lexicon's lay terms (light stemming on both sides; misspellings matched to the lexicon's vocabulary
+by edit distance; up to two filler words inside a multi-word term), then decides each match's
+polarity the way the ConText algorithm does: negation and uncertainty triggers open a scope that runs
+forward (or backward) until the clause ends, a terminator ("but", "though") or a new clause starts.
+Trigger words inside a matched term ("can't breathe", "no appetite") are part of the term, and
+pseudo-triggers ("won't go away") negate nothing. Every mention keeps a confidence: exact matches
+high, filler words and misspellings lower, so a caller can confirm doubtful findings with the
+patient instead of entering them silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from diagnostician.dialogue.mentions import ABSENT, PRESENT, UNCERTAIN, Mention, Reading
+from diagnostician.errors import InputError
+from diagnostician.knowledge.lexicon import Lexicon, load_lexicon
+from diagnostician.knowledge.schema import CATEGORICAL, Pack
+
+MAX_CHARS = 5000  # a patient's message; longer text is refused, never truncated silently
+CONFIRM_BELOW = 0.8  # mentions below this confidence are confirmed with the patient before they count
+
+EXACT, GAP_COST, FUZZY_COST, UNSIDED = 0.95, 0.08, 0.22, 0.5
+MAX_GAP = 2  # filler words allowed inside a multi-word term ("coughing up [some] blood")
+MAX_SCOPE = 10  # words a negation or uncertainty trigger reaches at most
+SIDE_WINDOW = 4  # words around a body site searched for "left" / "right"
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)*|[^\sa-z0-9'-]")
+_CLAUSE_BREAK = set(".!?;\n") | {"…"}  # not ":" — "fever: none" is one clause
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "–": "-", "—": "-"})
+
+
+@lru_cache(maxsize=4)
+def language(lang: str = "en") -> dict[str, Any]:
+    """The function-word tables of a language (negation, uncertainty, kinship, numbers)."""
+    path = Path(__file__).parent / "data" / f"{lang}.json"
+    if not path.exists():
+        raise InputError(f"no language data for {lang!r}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def stem(word: str) -> str:
+    """A light English stem, the same on both sides of a match ("coughing" → "cough", "dizziness" → "dizzi")."""
+    w = word.replace("'", "")
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if len(w) > 5 and w.endswith("ness"):
+        w = w[:-4]
+    if len(w) > 4 and w.endswith("ies"):
+        w = w[:-3] + "y"
+    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("ing"):
+        w = w[:-3]
+    elif len(w) > 5 and w.endswith("in") and w[-3] not in "aeiouy":
+        w = w[:-2]  # texting style: "coughin", "vomitin"
+    elif len(w) > 4 and w.endswith("ed"):
+        w = w[:-2]
+    if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "lsz":
+        w = w[:-1]  # throbbing → throbb → throb
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    if len(w) > 3 and w.endswith("y"):
+        w = w[:-1] + "i"
+    return w
+
+
+@dataclass(frozen=True)
+class Token:
+    """One word or punctuation mark: its stem, its raw text and its character span in the original text."""
+
+    stem: str
+    raw: str
+    start: int
+    end: int
+
+    @property
+    def is_word(self) -> bool:
+        """Whether this is a word (not punctuation)."""
+        return self.raw[0].isalnum()
+
+
+def normalise(text: str) -> str:
+    """Lowercase with the same length as `text`, typographic quotes straightened, so spans map back one to one."""
+    out = []
+    for ch in text.translate(_APOSTROPHES):
+        low = ch.lower()
+        if len(low) != 1:
+            low = ch
+        if unicodedata.category(low)[0] in "CS" and low != "\n":  # control characters, emoji, symbols
+            low = " " if low not in "°%/+" else low
+        out.append(low)
+    return "".join(out)
+
+
+def tokenize(text: str) -> list[Token]:
+    """Tokens of normalised text (hyphens split words: "light-headed" → light, headed)."""
+    return [Token(stem(m.group()), m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def _phrase(text: str) -> tuple[str, ...]:
+    return tuple(t.stem for t in tokenize(normalise(text)) if t.is_word)
+
+
+def _damerau(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment edit distance, stopping early past `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a lexicon phrase stands for: a yes/no finding, some values of a list finding, a cue or a trigger."""
+
+    kind: str  # finding | values | cue | neg_fwd | neg_bwd | unc_fwd | unc_bwd | pseudo | term | side
+    code: str = ""
+    values: tuple[str, ...] = ()
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A phrase found in the text: token range (end exclusive), target, and how loosely it matched."""
+
+    start: int
+    end: int
+    target: Target
+    length: int  # words of the phrase
+    gaps: int = 0
+    fuzzy: int = 0
+
+    @property
+    def confidence(self) -> float:
+        """How sure the match is: exact high, lowered by filler words and misspellings."""
+        return max(0.3, EXACT - GAP_COST * self.gaps - FUZZY_COST * self.fuzzy)
+
+
+class PhraseIndex:
+    """Phrases (stem tuples) indexed by first stem, matched longest first, optionally with gaps and fuzzy words."""
+
+    def __init__(self, entries: Iterable[tuple[tuple[str, ...], Target]]) -> None:
+        self.by_first: dict[str, list[tuple[tuple[str, ...], Target]]] = {}
+        for phrase, target in entries:
+            if phrase:
+                self.by_first.setdefault(phrase[0], []).append((phrase, target))
+        for items in self.by_first.values():
+            items.sort(key=lambda it: -len(it[0]))
+        self.vocab = {w for items in self.by_first.values() for phrase, _ in items for w in phrase}
+
+    def find(self, words: Sequence[Token], equal: Sequence[set[str]], gaps: bool, no_gap: frozenset[str] = frozenset()) -> list[Match]:
+        """Every phrase occurrence among `words` (one clause); equal[i] is the set of stems token i may stand for.
+
+        With `gaps`, up to MAX_GAP filler words may sit inside a phrase, but never a word of `no_gap`
+        (joiners and negations: "had a stroke or heart attack" is not "had a heart attack").
+        """
+        out = []
+        for i in range(len(words)):
+            for first in equal[i]:
+                for phrase, target in self.by_first.get(first, ()):
+                    m = self._match_at(words, equal, i, phrase, target, gaps, no_gap)
+                    if m is not None:
+                        out.append(m)
+        return out
+
+    @staticmethod
+    def _match_at(words: Sequence[Token], equal: Sequence[set[str]], i: int, phrase: tuple[str, ...], target: Target, gaps: bool, no_gap: frozenset[str]) -> Match | None:
+        j, used_gaps = i, 0
+        fuzzy = 0 if words[i].stem == phrase[0] else 1
+        for w in phrase[1:]:
+            j += 1
+            while j < len(words) and w not in equal[j] and gaps and used_gaps < MAX_GAP and words[j].stem not in no_gap:
+                j += 1
+                used_gaps += 1
+            if j >= len(words) or w not in equal[j]:
+                return None
+            fuzzy += words[j].stem != w
+        return Match(i, j + 1, target, len(phrase), used_gaps, fuzzy)
+
+
+class Reader:
+    """A compiled reader for one pack and language; build once (`reader_for`) and call `read` per text."""
+
+    def __init__(self, pack: Pack, lexicon: Lexicon, lang: dict[str, Any], semantic: bool = False) -> None:
+        self.pack = pack
+        self.lexicon = lexicon
+        self.lang = lang
+        terms: list[tuple[tuple[str, ...], Target]] = []
+        for code, ts in lexicon.findings.items():
+            terms += [(_phrase(t), Target("finding", code)) for t in ts.terms]
+        self.terms = PhraseIndex(terms)
+        values: list[tuple[tuple[str, ...], Target]] = []
+        cues: list[tuple[tuple[str, ...], Target]] = []
+        for code, vl in lexicon.values.items():
+            for ts in vl.sets:
+                values += [(_phrase(t), Target("values", code, ts.values)) for t in ts.terms]
+            cues += [(_phrase(t), Target("cue", code)) for t in vl.cues]
+        for code, vl in lexicon.scales.items():
+            cues += [(_phrase(t), Target("cue", code)) for t in vl.cues]
+        self.values = PhraseIndex(values)
+        self._owners = {v: code for code, vl in lexicon.values.items() for ts in vl.sets for v in ts.values}
+        self.cues = PhraseIndex(cues)
+        triggers = []
+        for key, kind in (("negation_forward", "neg_fwd"), ("negation_backward", "neg_bwd"), ("uncertain_forward", "unc_fwd"), ("uncertain_backward", "unc_bwd"), ("pseudo", "pseudo"), ("terminators", "term")):
+            triggers += [(_phrase(t), Target(kind)) for t in lang[key]]
+        self.triggers = PhraseIndex(triggers)
+        self.starters = {_phrase(w)[0] for w in lang["clause_starters"] if _phrase(w)}
+        self.joiners = {stem(w) for w in lang["list_joiners"]}
+        self.sides = {side: {_phrase(w) for w in words} for side, words in lang["sides"].items()}
+        self.vocab = self.terms.vocab | self.values.vocab | self.cues.vocab
+        self.family_words = {_phrase(w) for w in lang["family_words"]}
+        self.part_breaks = {stem(w) for w in ("but", "however", "although", "though", "whereas", "except")}
+        self.negation_leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
+        self.uncertain_leads = {_phrase(w)[0] for w in lang["uncertain_forward"] if len(_phrase(w)) == 1}
+        self.semantic = semantic
+        self.no_gap = frozenset(self.joiners | {w for p, _ in triggers for w in p})
+        self.kin = {stem(w) for group in lang["kin"].values() for w in group}
+        self.possessives = {stem(w) for w in lang["possessives"]}
+        kin_words = "|".join(re.escape(w) for group in lang["kin"].values() for w in group)
+        family_rx = re.compile(rf"\b(?:family|relatives?|{kin_words})\b", re.IGNORECASE)
+        self.family_findings = {f.code for f in pack.findings if family_rx.search(f.question)}
+        # A personal finding maps to the family finding whose question names one of its terms ("asthma").
+        # Only unambiguous names of 6+ letters count: "fever" sits inside "hay fever", "cancer" in two questions.
+        self.family_of: dict[str, str] = {}
+        for code, ts in lexicon.findings.items():
+            if code in self.family_findings:
+                continue
+            hits = {fam for fam in self.family_findings for t in ts.terms if len(t) >= 6 and re.search(rf"\b{re.escape(t)}\b", normalise(pack.finding(fam).question))}
+            if len(hits) == 1:
+                self.family_of[code] = hits.pop()
+        self._deletes: dict[str, set[str]] = {}
+        for w in self.vocab:
+            if len(w) >= 4:
+                for d in _deletions(w):
+                    self._deletes.setdefault(d, set()).add(w)
+        self.function_words = self.triggers.vocab | self.starters | {stem(w) for w in ("have", "had", "with", "from", "feel", "that", "this", "when", "then", "them", "than", "what", "some", "very", "really", "been", "like", "much", "more", "less", "also", "just", "right", "left", "back", "side", "time", "since", "days", "week", "year", "month")}
+
+    # --- tokens -------------------------------------------------------------------------------
+    def _alternatives(self, tok: Token) -> set[str]:
+        """The stems a word may stand for: itself, and a lexicon word one or two typos away."""
+        s = tok.stem
+        if s in self.vocab or not tok.raw.isalpha() or len(tok.raw) < 4 or s in self.function_words:
+            return {s}
+        limit = 1 if len(tok.raw) < 8 else 2
+        candidates = set(self._deletes.get(s, ())) | {w for d in _deletions(s) for w in self._deletes.get(d, ())}
+        candidates |= {w for w in (s,) if w in self.vocab}
+        for d in _deletions(s):
+            if d in self.vocab:
+                candidates.add(d)
+        # Short words must keep their first two letters: "fevr" → "fever", but not "hell" → "yell".
+        near = sorted((_damerau(s, w, limit), w) for w in candidates if w[:2] == s[:2] or (len(s) >= 7 and w[0] == s[0]))
+        best = [w for dist, w in near if dist <= limit and dist == near[0][0]] if near else []
+        return {s, *best[:2]}
+
+    # --- reading ------------------------------------------------------------------------------
+    def read(self, text: str, max_chars: int = MAX_CHARS) -> Reading:
+        """Everything the text says: demographics, numbers and each finding with polarity, value, confidence and span."""
+        check_text(text, max_chars)
+        norm = normalise(text)
+        reading = Reading(text=text)
+        read_demographics(norm, reading, self.lang)
+        tokens = tokenize(norm)
+        mentions: list[Mention] = []
+        for clause in _clauses(tokens):
+            mentions += self._read_clause(text, clause, reading.relation)
+        mentions += self._numbers(text, norm, tokens)
+        if self.semantic:
+            mentions += self._by_meaning(text, tokens, mentions, reading.relation)
+        reading.mentions = self._merge(mentions, reading)
+        if not reading.mentions and not re.search(r"[a-z]{2}", norm):
+            reading.notes.append("no English words found; please describe the symptoms in English")
+        return reading
+
+    def _by_meaning(self, text: str, tokens: Sequence[Token], found: Sequence[Mention], relation: str | None) -> list[Mention]:
+        """Findings of the parts of sentences the lexicon read nothing in, matched by sentence embeddings."""
+        from diagnostician.dialogue.semantic import CONFIDENCE, matcher_for
+
+        matcher = matcher_for(self.pack, self.lexicon)
+        if matcher is None:
+            return []
+        parts = []
+        for clause in _clauses(tokens):
+            part: list[Token] = []
+            for t in clause + [Token(",", ",", -1, -1)]:
+                if t.raw == "," or t.stem in self.part_breaks:
+                    words = [w for w in part if w.is_word]
+                    taken = any(m.span[0] < part[-1].end and part[0].start < m.span[1] for m in found) if part else True
+                    if len(words) >= 3 and not taken and not self._about_relative(words, relation):
+                        parts.append(words)
+                    part = []
+                else:
+                    part.append(t)
+        hits = matcher.best([text[p[0].start : p[-1].end] for p in parts])
+        out = []
+        for words, hit in zip(parts, hits):
+            if hit is None:
+                continue
+            lead = {t.stem for t in words[:3]}
+            polarity = ABSENT if lead & self.negation_leads else UNCERTAIN if lead & self.uncertain_leads else PRESENT
+            start, end = words[0].start, words[-1].end
+            out.append(Mention(hit.code, polarity, None, CONFIDENCE, (start, end), text[start:end], "embedding"))
+        return out
+
+    def _as_family(self, m: Match) -> Match | None:
+        """The family-history counterpart of a finding said of a relative (asthma → family asthma), if the pack has one."""
+        if m.target.code in self.family_findings:
+            return m
+        family = self.family_of.get(m.target.code)
+        return None if family is None else Match(m.start, m.end, Target("finding", family), m.length, m.gaps, m.fuzzy)
+
+    def _about_relative(self, words: Sequence[Token], relation: str | None) -> bool:
+        """Whether a clause speaks of a relative other than the patient ("my mum has asthma", "runs in the family")."""
+        stems = [w.stem for w in words]
+        if any(tuple(stems[i : i + len(p)]) == p for p in self.family_words for i in range(len(stems))):
+            return True
+        return any(s in self.kin and s != relation_stem and i > 0 and stems[i - 1] in self.possessives for i, s in enumerate(stems) for relation_stem in [stem(relation or "")])
+
+    def _read_clause(self, text: str, clause: list[Token], relation: str | None = None) -> list[Mention]:
+        words = [t for t in clause if t.is_word]
+        if not words:
+            return []
+        positions = {id(t): i for i, t in enumerate(words)}
+        equal = [self._alternatives(t) for t in words]
+        exact = [{t.stem} for t in words]
+        # Commas matter for scope, so remember where they were in word positions.
+        commas = set()
+        for k, t in enumerate(clause):
+            if t.raw in ",/" or t.raw == "-":
+                before = [positions[id(x)] for x in clause[:k] if x.is_word]
+                if before:
+                    commas.add(before[-1] + 1)
+        findings = _select(self.terms.find(words, equal, gaps=True, no_gap=self.no_gap))
+        if self._about_relative(words, relation):
+            # The experiencer is a relative ("my mum has asthma"): a family-history finding applies, not the patient's own.
+            findings = [self._as_family(m) for m in findings]
+            findings = [m for m in findings if m is not None]
+        inside = {k for m in findings for k in range(m.start, m.end)}
+        # Forward and backward readings of a word ("no") are chosen separately; pseudo-triggers and longer triggers win in each.
+        every = [m for m in self.triggers.find(words, exact, gaps=False) if not any(k in inside for k in range(m.start, m.end))]
+        fwd = _select(m for m in every if m.target.kind in ("neg_fwd", "unc_fwd", "pseudo", "term"))
+        bwd = _select(m for m in every if m.target.kind in ("neg_bwd", "unc_bwd", "pseudo", "term"))
+        triggers = fwd + [m for m in bwd if m.target.kind in ("neg_bwd", "unc_bwd")]
+        # Words a longer symptom term took ("sore throat") are not also a body site ("throat").
+        cue_matches = self.cues.find(words, equal, gaps=False)
+        value_matches = [v for v in _select(self.values.find(words, equal, gaps=True, no_gap=self.no_gap)) if not _inside_longer(v, findings)]
+        polarity = self._scopes(words, triggers, [*findings, *value_matches], commas)
+        out = []
+        for m in findings:
+            pol = polarity.get(m.start, PRESENT)
+            out.append(self._mention(text, words, m, m.target.code, pol, None, m.confidence))
+        out += self._values(text, words, value_matches, cue_matches, polarity, triggers)
+        return out
+
+    def _scopes(self, words: Sequence[Token], triggers: Sequence[Match], targets: Sequence[Match], commas: set[int]) -> dict[int, str]:
+        """Polarity of each target (by start word) from the triggers around it, nearest trigger first."""
+        kinds = {"neg_fwd": ABSENT, "unc_fwd": UNCERTAIN, "neg_bwd": ABSENT, "unc_bwd": UNCERTAIN}
+        stops = {m.start for m in triggers if m.target.kind == "term"}
+        target_starts = {m.start for m in targets}
+        out: dict[int, tuple[int, str]] = {}
+        for trig in triggers:
+            kind = trig.target.kind
+            if kind not in kinds:
+                continue
+            if kind.endswith("fwd"):
+                k, reach = trig.end, 0
+                while k < len(words) and reach < MAX_SCOPE and k not in stops:
+                    if k in commas or words[k].stem in ("and",):
+                        nxt = k + 1 if words[k].stem == "and" else k
+                        if nxt < len(words) and words[nxt].stem in self.starters and nxt not in target_starts:
+                            break
+                    if k in target_starts:
+                        dist = k - trig.end
+                        if k not in out or dist < out[k][0]:
+                            out[k] = (dist, kinds[kind])
+                    k += 1
+                    reach += 1
+            else:
+                # A backward trigger ("fever: none") closes its part of the sentence: nothing it could negate follows it.
+                part_end = min([c for c in commas if c > trig.start] + [len(words)])
+                if any(trig.start < s < part_end for s in target_starts):
+                    continue
+                for m in targets:
+                    if m.end <= trig.start and trig.start - m.end <= 4 and not any(s in stops for s in range(m.end, trig.start)):
+                        dist = trig.start - m.end
+                        if m.start not in out or dist < out[m.start][0]:
+                            out[m.start] = (dist, kinds[kind])
+        return {k: pol for k, (_, pol) in out.items()}
+
+    def _mention(self, text: str, words: Sequence[Token], m: Match, code: str, polarity: str, value: Any, confidence: float) -> Mention:
+        start, end = words[m.start].start, words[m.end - 1].end
+        method = "fuzzy" if m.fuzzy else "lexicon"
+        return Mention(code, polarity, value, confidence, (start, end), text[start:end], method)
+
+    def _side(self, words: Sequence[Token], m: Match) -> str | None:
+        """'left', 'right' or 'both' when said within a few words of a body site."""
+        lo, hi = max(0, m.start - SIDE_WINDOW), min(len(words), m.end + SIDE_WINDOW)
+        found = set()
+        for side, phrases in self.sides.items():
+            for k in list(range(lo, m.start)) + list(range(m.end, hi)):
+                if any(tuple(w.stem for w in words[k : k + len(p)]) == p for p in phrases):
+                    found.add(side)
+        if "both" in found or {"left", "right"} <= found:
+            return "both"
+        return next(iter(found), None)
+
+    def _pick_side(self, values: tuple[str, ...], side: str | None) -> tuple[tuple[str, ...], bool]:
+        """The values of a site for the side said; (values, sure). A sided pair without a side is unsure."""
+        if len(values) != 2:
+            return values, True
+        f = self.pack.finding(self._value_owner(values[0]))
+        labels = {v: f.label_of(v) for v in values}
+        right = [v for v in values if labels[v].endswith("(R)")]
+        left = [v for v in values if labels[v].endswith("(L)")]
+        if not (right and left):
+            return values, True
+        if side == "left":
+            return tuple(left), True
+        if side == "right":
+            return tuple(right), True
+        return values, side == "both"
+
+    def _value_owner(self, value: str) -> str:
+        return self._owners[value]
+
+    def _values(self, text: str, words: Sequence[Token], matches: Sequence[Match], cues: Sequence[Match], polarity: dict[int, str], triggers: Sequence[Match]) -> list[Mention]:
+        """Values of list findings (sites, pain character, rash colour, travel region), tied to the nearest cue."""
+        out = []
+        for m in matches:
+            candidates = [code for code, vl in self.lexicon.values.items() if any(set(m.target.values) <= set(ts.values) for ts in vl.sets)]
+            owner = self._nearest_cue(m, [c for c in cues if c.target.code in candidates])
+            if owner is None:
+                continue
+            if polarity.get(m.start) == ABSENT:
+                continue  # "no pain in my back" says nothing about where a pain is
+            f = self.pack.finding(owner)
+            values, sure = self._pick_side(m.target.values, self._side(words, m))
+            if f.kind == CATEGORICAL:
+                values = values[:1]
+            conf = m.confidence if sure else min(m.confidence, UNSIDED)
+            value: Any = values[0] if f.kind == CATEGORICAL else tuple(sorted(values))
+            out.append(self._mention(text, words, m, owner, polarity.get(m.start, PRESENT), value, conf))
+        # A negated cue of a categorical finding with a default ("I haven't travelled") gives the default.
+        for c in cues:
+            f = self.pack.finding(c.target.code)
+            # Only a finding that stands on its own (travel), not one that qualifies another (the rash's colour).
+            if f.kind == CATEGORICAL and f.default is not None and f.parent is None and c.target.code in self.lexicon.values:
+                if self._scopes(words, triggers, [c], set()).get(c.start) == ABSENT:
+                    out.append(self._mention(text, words, c, f.code, ABSENT, f.default, c.confidence))
+        return out
+
+    @staticmethod
+    def _nearest_cue(m: Match, cues: Sequence[Match]) -> str | None:
+        """The finding whose cue is nearest before the value mention, else nearest after."""
+        before = [c for c in cues if c.end <= m.start or (c.start < m.start and c.end <= m.end)]
+        if before:
+            return max(before, key=lambda c: (c.end, c.length)).target.code
+        after = [c for c in cues if c.start >= m.end or c.start >= m.start]
+        if after:
+            return min(after, key=lambda c: (c.start, -c.length)).target.code
+        return None
+
+    def _numbers(self, text: str, norm: str, tokens: Sequence[Token]) -> list[Mention]:
+        """Findings decided by numbers: a 0–10 scale score tied to its cue, a temperature against the fever threshold."""
+        out = []
+        for clause in _clauses(tokens):
+            if not clause:
+                continue
+            lo, hi = clause[0].start, clause[-1].end
+            seg = norm[lo:hi]
+            for m in re.finditer(r"\b(\d{1,2})(?:\.\d)?\s*(?:/|out of|outta|on a scale of)\s*10\b", seg):
+                score = int(m.group(1))
+                if score > 10:
+                    continue
+                code = self._scale_for(clause, lo + m.start())
+                if code is not None:
+                    span = (lo + m.start(), lo + m.end())
+                    out.append(Mention(code, PRESENT, str(score), EXACT, span, text[span[0] : span[1]], "number"))
+        temp = self.lexicon.measurements.get("temperature")
+        if temp is not None:
+            for m in _TEMPERATURE.finditer(norm):
+                celsius = to_celsius(m.group("num"), m.group("unit"), bool(m.group("cue") or m.group("deg")))
+                if celsius is None:
+                    continue
+                pol = PRESENT if celsius >= temp.present_at_or_above else ABSENT if celsius < temp.absent_below else UNCERTAIN
+                out.append(Mention(temp.finding, pol, None, EXACT, (m.start("num"), m.end()), text[m.start("num") : m.end()], "number"))
+        return out
+
+    def _scale_for(self, clause: Sequence[Token], at: int) -> str | None:
+        words = [t for t in clause if t.is_word]
+        cues = [c for c in self.cues.find(words, [{t.stem} for t in words], gaps=False) if c.target.code in self.lexicon.scales]
+        if not cues:
+            return None
+        # The cue nearest the number wins: "itching is 3/10, pain 8/10".
+        return min(cues, key=lambda c: min(abs(words[c.start].start - at), abs(words[c.end - 1].end - at))).target.code
+
+    def _merge(self, mentions: Sequence[Mention], reading: Reading) -> list[Mention]:
+        """One mention per finding: values united, the surest polarity kept (present wins a tie: safety first)."""
+        rank = {PRESENT: 2, UNCERTAIN: 1, ABSENT: 0}
+        best: dict[str, Mention] = {}
+        for m in mentions:
+            old = best.get(m.code)
+            if old is None:
+                best[m.code] = m
+                continue
+            if isinstance(old.value, tuple) and isinstance(m.value, tuple) and old.polarity == m.polarity:
+                merged = tuple(sorted(set(old.value) | set(m.value)))
+                best[m.code] = Mention(m.code, old.polarity, merged, min(old.confidence, m.confidence), old.span, old.text, old.method)
+                continue
+            if old.polarity != m.polarity:
+                reading.notes.append(f"{m.code} was both {old.polarity} and {m.polarity} in the text; kept the {'present' if PRESENT in (old.polarity, m.polarity) else 'surer'} one")
+            if (m.confidence, rank[m.polarity]) > (old.confidence, rank[old.polarity]):
+                best[m.code] = m
+        # A site or character of a pain implies the pain; of a rash, the rash.
+        for m in list(best.values()):
+            parent = self.pack.finding(m.code).parent
+            if parent and parent not in best and m.polarity == PRESENT:
+                best[parent] = Mention(parent, PRESENT, None, m.confidence, m.span, m.text, m.method)
+        return sorted(best.values(), key=lambda m: (m.span[0], m.code))
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+def _inside_longer(m: Match, others: Sequence[Match]) -> bool:
+    return any(o.start <= m.start and m.end <= o.end and o.length > m.length for o in others)
+
+
+def _select(matches: Iterable[Match]) -> list[Match]:
+    """Non-overlapping matches, longest and tightest first."""
+    chosen: list[Match] = []
+    taken: set[int] = set()
+    for m in sorted(matches, key=lambda m: (-m.length, m.fuzzy, m.gaps, m.start)):
+        span = set(range(m.start, m.end))
+        if span & taken:
+            continue
+        chosen.append(m)
+        taken |= span
+    return sorted(chosen, key=lambda m: m.start)
+
+
+def _clauses(tokens: Sequence[Token]) -> list[list[Token]]:
+    out: list[list[Token]] = [[]]
+    for t in tokens:
+        if t.raw in _CLAUSE_BREAK:
+            out.append([])
+        else:
+            out[-1].append(t)
+    return [c for c in out if c]
+
+
+def check_text(text: object, max_chars: int = MAX_CHARS) -> None:
+    """Refuse what is not readable patient text: not a string, empty, over the limit, or binary."""
+    if not isinstance(text, str):
+        raise InputError("text must be a string")
+    if not text.strip():
+        raise InputError("the text is empty; describe the symptoms in a few words")
+    if len(text) > max_chars:
+        raise InputError(f"the text is {len(text):,} characters; the limit is {max_chars:,} — please shorten it")
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t")
+    if "\x00" in text or controls > max(2, len(text) // 20):
+        raise InputError("the text looks binary, not written words")
+
+
+_TEMPERATURE = re.compile(
+    r"(?P<cue>(?:temp(?:erature)?|fever|thermometer|febrile|pyrexia)\D{0,20}?)?"
+    r"\b(?P<num>\d{2,3}(?:[.,]\d{1,2})?)\s*(?P<deg>°|º|degrees?|deg)?\s*(?P<unit>c|f|celsius|centigrade|fahrenheit)?\b"
+)
+
+
+def to_celsius(number: str, unit: str | None, cued: bool) -> float | None:
+    """A body temperature in °C from a number and optional unit; None when it is not a plausible temperature."""
+    value = float(number.replace(",", "."))
+    if unit in ("f", "fahrenheit") or (unit is None and cued and 93 <= value <= 110):
+        value = (value - 32) * 5 / 9
+    elif unit is None and not cued:
+        return None
+    return value if 33.0 <= value <= 44.0 else None
+
+
+_AGE_PATTERNS = (
+    re.compile(r"\b(?P<n>\d{1,3}(?:\.\d)?|[a-z]+(?:[- ][a-z]+)?)[- ]?(?P<unit>years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]old\b"),
+    re.compile(r"\b(?P<n>\d{1,3})\s*(?P<unit>yo|y/o|y\.o\.|yrs?|years?)\b(?!\s*(?:ago|of|with|since))"),
+    re.compile(r"\baged?\s+(?P<n>\d{1,3})\b"),
+    re.compile(r"\b(?:i am|i'm|im|i'm now|he is|she is|he's|she's|they're)\s+(?P<n>\d{1,3})\b(?!\s*(?:kg|kilos?|lbs?|pounds?|%|cm|weeks? pregnant|times|days|hours|minutes))"),
+    re.compile(r"\b(?P<n>\d{1,3})\s*(?P<sex>[mf])\b"),
+    re.compile(r"^\W*(?P<n>\d{1,3})\s*(?:,|/|\s)\s*(?:y\s*,?\s*)?(?:male|female|man|woman|m|f)\b"),
+    re.compile(r"\b(?P<n>\d{1,2})\s*(?P<unit>m|mo|mth|mths)\s*old\b"),
+)
+
+
+def _number(word: str, lang: dict[str, Any]) -> float | None:
+    word = word.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", word):
+        return float(word)
+    total = 0.0
+    for part in re.split(r"[- ]", word):
+        if part not in lang["numbers"]:
+            return None
+        total += lang["numbers"][part]
+    return total
+
+
+def read_demographics(norm: str, reading: Reading, lang: dict[str, Any]) -> None:
+    """Age (years, months, weeks, days), sex, who is writing, pregnancy and how long it has lasted, into `reading`."""
+    for pat in _AGE_PATTERNS:
+        m = pat.search(norm)
+        if not m:
+            continue
+        n = _number(m.group("n"), lang)
+        if n is None:
+            continue
+        unit = (m.groupdict().get("unit") or "y")[:1]
+        years = n / 12 if unit == "m" else n / 52.18 if unit == "w" else n / 365.25 if unit == "d" else n
+        if 0 <= years <= 120:
+            reading.age = round(years, 2)
+            sex = m.groupdict().get("sex")
+            if sex:
+                reading.sex = sex.upper()
+            break
+    words = re.findall(r"[a-z']+", norm)
+    relation = _patient(words, lang)
+    if relation is not None:
+        reading.proxy = True
+        reading.relation = relation[0]
+        reading.sex = reading.sex or relation[1]
+        if reading.sex is None:
+            pron = [lang["pronouns"][w] for w in words if w in lang["pronouns"]]
+            if pron and all(p == pron[0] for p in pron):
+                reading.sex = pron[0]
+        if reading.age is None:
+            m = re.search(r"\((\d{1,3})\)|\b(?:is|aged|age)\s+(\d{1,3})\b(?!\s*(?:kg|kilos?|lbs?|pounds?|%|cm|degrees|°|weeks? pregnant|days?|hours?|minutes?|times|/|out of))", norm)
+            if m:
+                reading.age = float(m.group(1) or m.group(2))
+            m = None if reading.age is not None else re.search(r"\b(\d{1,2})\s*(months?|mos?|weeks?|wks?|days?)\b(?!\s*ago)", norm)
+            if m and not re.search(r"\b(?:for|past|last|since|over|about|in)\s+$", norm[: m.start()]):
+                n, unit = float(m.group(1)), m.group(2)[0]
+                reading.age = round(n / 12 if unit == "m" else n / 52.18 if unit == "w" else n / 365.25, 2)
+    else:
+        m = re.search(r"\b(?:i am|i'm|im)\s+(?:a|an)\s+(?:\d+\s*(?:year|yr)s?[- ]old\s+|young\s+|old\s+|older\s+)?(\w+)", norm)
+        if m and m.group(1) in lang["self_sex"]:
+            reading.sex = reading.sex or lang["self_sex"][m.group(1)]
+        m = re.search(r"\b(?:\d+|\w+)[- ](?:year|yr)s?[- ]old\s+(woman|female|lady|girl|man|male|guy|boy)\b", norm) or re.search(r"(?:^|[,;(]\s*)(male|female|man|woman)\b", norm)
+        if m:
+            reading.sex = reading.sex or lang["self_sex"][m.group(1)]
+    if reading.sex is None and (relation is None or relation[1] is None):
+        for sex, sex_words in lang["sex_words"].items():
+            if sex in ("F", "M") and any(w in sex_words for w in words):
+                reading.sex = sex
+                break
+    if re.search(r"\bpregnan(?:t|cy)\b", norm) and not re.search(r"\b(?:not|n't|never)\s+(?:\w+\s+)?pregnant\b", norm):
+        reading.pregnant = True
+    reading.duration_days = _duration(norm, lang)
+
+
+def _patient(words: Sequence[str], lang: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(relation, sex) when the text is about someone else than the writer, read from its first subject; else None.
+
+    The first of "I / me", "he / she" or a kinship word ("my son", "baby", "dad is 75") decides; a
+    relative who only reports ("my partner says I snore") is not the patient.
+    """
+    kin = {**lang["kin"]["adult"], **lang["kin"]["child"]}
+    first_person, reporting = set(lang["first_person"]), set(lang["reporting_verbs"])
+    pronouns = lang["pronouns"]
+    for i, w in enumerate(words):
+        if w in first_person:
+            return None
+        if w in ("he", "she", "he's", "she's", "hes", "shes"):
+            return ("child", pronouns[w])  # only a third person: a parent or carer writes
+        base = w[:-1] if w.endswith("s") and w[:-1] in kin else w
+        if base in kin:
+            if any(x in reporting for x in words[i + 1 : i + 3]):
+                continue
+            return (base, kin[base])
+    return None
+
+
+def _duration(norm: str, lang: dict[str, Any]) -> float | None:
+    units = "|".join(sorted(map(re.escape, lang["time_units_days"]), key=len, reverse=True))
+    m = re.search(rf"\b(?:for|past|last|over|about|almost|nearly)\s+(?:the\s+)?(?:(?P<n>\d+(?:\.\d+)?|[a-z]+(?: of)?)\s+)?(?P<unit>{units})s?\b", norm)
+    if m is None:
+        m = re.search(rf"\b(?P<n>\d+(?:\.\d+)?|[a-z]+)\s+(?P<unit>{units})s?\s+ago\b", norm)
+    if m is not None:
+        n = _number(m.group("n"), lang) if m.group("n") else 1.0
+        if n is not None:
+            return round(n * lang["time_units_days"][m.group("unit")], 3)
+    m = re.search(r"\bsince\s+(.{0,30})", norm)
+    if m:
+        for phrase, days in sorted(lang["since_days"].items(), key=lambda kv: -len(kv[0])):
+            if m.group(1).startswith(phrase):
+                return float(days)
+    return None
+
+
+_READERS: dict[tuple[Pack, str, bool], Reader] = {}
+
+
+def reader_for(pack: Pack, lang: str = "en", semantic: bool | None = None) -> Reader:
+    """The compiled reader of a pack (built once, on first use); semantic=None uses embeddings when switched on by env."""
+    if semantic is None:
+        semantic = os.environ.get("DIAGNOSTICIAN_SEMANTIC", "").strip() == "1"
+    key = (pack, lang, semantic)
+    if key not in _READERS:
+        _READERS[key] = Reader(pack, load_lexicon(pack, lang), language(lang), semantic=semantic)
+    return _READERS[key]
+
+
+def read_text(pack: Pack, text: str, max_chars: int = MAX_CHARS) -> Reading:
+    """What a patient's text says, as findings of `pack` (see Reader.read)."""
+    return reader_for(pack).read(text, max_chars)
+
+
+def mentions_to_enter(reading: Reading, threshold: float = CONFIRM_BELOW) -> tuple[list[Mention], list[Mention]]:
+    """Split mentions into (sure enough to enter, to confirm with the patient first)."""
+    sure = [m for m in reading.mentions if m.confidence >= threshold and m.polarity != UNCERTAIN]
+    doubt = [m for m in reading.mentions if m not in sure]
+    return sure, doubt

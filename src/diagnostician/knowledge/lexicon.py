@@ -1,0 +1,158 @@
+"""A pack's lay-language lexicon: the words patients use for each finding and value, with their source."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diagnostician.errors import PackError
+from diagnostician.knowledge.schema import BINARY, Pack
+
+LEXICON_FORMAT = "diagnostician-lexicon/1"
+
+
+@dataclass(frozen=True)
+class TermSet:
+    """Lay terms that name one finding (binary) or some values of a finding (value codes), with their source."""
+
+    terms: tuple[str, ...]
+    source: str
+    values: tuple[str, ...] = ()
+    value: str | None = None  # scale words: the one value they stand for
+
+
+@dataclass(frozen=True)
+class ValueLexicon:
+    """Terms for the values of one multi-choice or categorical finding, and the cue words that tie a mention to it."""
+
+    code: str
+    cues: tuple[str, ...]
+    sets: tuple[TermSet, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured number that decides a finding: a threshold with its source (e.g. temperature → fever)."""
+
+    name: str
+    finding: str
+    present_at_or_above: float
+    absent_below: float
+    unit: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Everything the free-text reader needs from a pack, in one validated object."""
+
+    pack: str
+    language: str
+    review_status: str
+    sources: dict[str, str]
+    findings: dict[str, TermSet]
+    values: dict[str, ValueLexicon]
+    scales: dict[str, ValueLexicon]
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+
+
+def _terms(raw: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(t, str) and t.strip() for t in raw):
+        raise PackError(f"lexicon {where}: 'terms' must be a list of non-empty strings")
+    return tuple(t.strip().lower() for t in raw)
+
+
+def _source(raw: Any, sources: dict[str, str], where: str) -> str:
+    text = str(raw or "")
+    keys = [part.strip().split(":")[0].strip() for part in text.split(";") if part.strip()]
+    if not keys or any(k not in sources for k in keys):
+        raise PackError(f"lexicon {where}: source {text!r} must name one of {sorted(sources)}")
+    return text
+
+
+def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
+    """Validate lexicon JSON against the pack (every code and value must exist) and build a Lexicon."""
+    if not isinstance(data, dict) or data.get("format") != LEXICON_FORMAT:
+        raise PackError(f"lexicon: format {LEXICON_FORMAT} expected")
+    sources = {str(k): str(v) for k, v in (data.get("sources") or {}).items()}
+    index = pack.finding_index
+    findings: dict[str, TermSet] = {}
+    for code, entry in (data.get("findings") or {}).items():
+        if code not in index or pack.findings[index[code]].kind != BINARY:
+            raise PackError(f"lexicon findings: {code} is not a yes/no finding of pack {pack.name}")
+        findings[code] = TermSet(_terms(entry.get("terms"), code), _source(entry.get("source"), sources, code))
+
+    def value_sets(code: str, entry: dict[str, Any], key: str) -> tuple[TermSet, ...]:
+        allowed = set(pack.findings[index[code]].values)
+        out = []
+        for i, raw in enumerate(entry.get(key) or []):
+            where = f"{code} {key}[{i}]"
+            vals = tuple(str(v) for v in raw.get("values", []))
+            one = raw.get("value")
+            if any(v not in allowed for v in vals) or (one is not None and str(one) not in allowed) or (not vals and one is None):
+                raise PackError(f"lexicon {where}: value codes must belong to {code}")
+            out.append(TermSet(_terms(raw.get("terms"), where), _source(raw.get("source") or entry.get("source"), sources, where), vals, None if one is None else str(one)))
+        return tuple(out)
+
+    raw_values = data.get("values") or {}
+    values: dict[str, ValueLexicon] = {}
+    for code, entry in raw_values.items():
+        if code not in index or pack.findings[index[code]].kind == BINARY:
+            raise PackError(f"lexicon values: {code} is not a list finding of pack {pack.name}")
+        if "use" in entry:
+            other = str(entry["use"])
+            if other not in raw_values or "use" in raw_values[other]:
+                raise PackError(f"lexicon values {code}: 'use' must name an entry with its own sets")
+            if set(pack.findings[index[other]].values) != set(pack.findings[index[code]].values):
+                raise PackError(f"lexicon values {code}: {other} has other values")
+            sets = value_sets(other, raw_values[other], "sets")
+        else:
+            sets = value_sets(code, entry, "sets")
+        values[code] = ValueLexicon(code, _terms(entry.get("cues", []), code) if entry.get("cues") else (), sets)
+    scales: dict[str, ValueLexicon] = {}
+    for code, entry in (data.get("scales") or {}).items():
+        if code not in index or pack.findings[index[code]].kind == BINARY:
+            raise PackError(f"lexicon scales: {code} is not a scale of pack {pack.name}")
+        words = value_sets(code, {**entry, "sets": [{**w, "source": w.get("source", entry.get("source"))} for w in entry.get("words", [])]}, "sets")
+        scales[code] = ValueLexicon(code, _terms(entry.get("cues", []), code) if entry.get("cues") else (), words)
+    measurements: dict[str, Measurement] = {}
+    for name, m in (data.get("measurements") or {}).items():
+        if m.get("finding") not in index:
+            raise PackError(f"lexicon measurements {name}: unknown finding {m.get('finding')!r}")
+        try:
+            measurements[name] = Measurement(
+                name, str(m["finding"]), float(m["present_at_or_above"]), float(m["absent_below"]), str(m["unit"]),
+                _source(m.get("source"), sources, name),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PackError(f"lexicon measurements {name}: {exc}") from exc
+    return Lexicon(
+        pack=pack.name,
+        language=str(data.get("language", "en")),
+        review_status=str(data.get("review_status", "")),
+        sources=sources,
+        findings=findings,
+        values=values,
+        scales=scales,
+        measurements=measurements,
+    )
+
+
+_CACHE: dict[tuple[Pack, str], Lexicon] = {}  # packs hash by identity
+
+
+def load_lexicon(pack: Pack, language: str = "en") -> Lexicon:
+    """The pack's lexicon for a language (cached per pack); PackError when the pack ships none."""
+    key = (pack, language)
+    if key not in _CACHE:
+        path = Path(pack.root or ".") / f"lexicon_{language}.json"
+        if not path.exists():
+            raise PackError(f"pack {pack.name} has no {language} lexicon ({path.name}); free-text intake needs one")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise PackError(f"lexicon is not valid JSON: {path}: {exc}") from exc
+        _CACHE[key] = parse_lexicon(data, pack)
+    return _CACHE[key]

