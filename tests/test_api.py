@@ -361,3 +361,35 @@ def test_report_and_fhir_exports(http) -> None:
     kinds = {e.resource.__resource_type__ for e in bundle.entry}
     assert {"Patient", "Observation", "Condition", "RiskAssessment"} <= kinds
     assert http.get(f"/v1/consultations/{'0' * 32}/fhir").status_code == 404
+
+
+def test_create_a_consultation_from_the_patients_words(http) -> None:
+    r = http.post("/v1/consultations", json={"text": "I'm a 54 year old man with chest pain and no fever"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["age"] == 54 and body["sex"] == "M"
+    given = {a["finding"]: a["value"] for a in body["answers"]}
+    assert given["E_53"] is True and given["E_91"] is False
+    entered = {m["code"]: m["entered"] for m in body["intake"]["findings"]}
+    assert entered["E_53"] and entered["E_91"]
+    # Codes sent explicitly win; a doubtful reading is listed but not entered.
+    r = http.post("/v1/consultations", json={"age": 30, "sex": "F", "text": "maybe a fever", "findings": {"E_201": True}})
+    body = r.json()
+    assert {a["finding"] for a in body["answers"]} == {"E_201"}
+    assert body["intake"]["findings"][0]["polarity"] == "uncertain" and not body["intake"]["findings"][0]["entered"]
+
+
+def test_text_without_age_or_sex_is_a_clear_problem(http) -> None:
+    r = http.post("/v1/consultations", json={"text": "I have a cough"})
+    assert r.status_code in (400, 422) and "age and sex" in r.json()["detail"]
+    r = http.post("/v1/consultations", json={"sex": "F"})
+    assert r.status_code in (400, 422) and "age and sex are required" in r.json()["detail"]
+
+
+def test_parse_endpoint(http) -> None:
+    r = http.post("/v1/parse", json={"text": "no fever, but a bad cough since Monday"})
+    assert r.status_code == 200
+    out = r.json()
+    assert {f["code"]: f["polarity"] for f in out["findings"]} == {"E_91": "absent", "E_201": "present"}
+    assert http.post("/v1/parse", json={"text": ""}).status_code == 422
+    assert http.post("/v1/parse", json={"text": "x" * 5001}).status_code == 422

@@ -29,7 +29,9 @@ from diagnostician.api.models import (
     FindingList,
     Health,
     NextQuestionOut,
+    ParseIn,
     Problem,
+    ReadingOut,
     TriageOut,
     UndoOut,
 )
@@ -113,10 +115,21 @@ def _router() -> APIRouter:
         responses=_problems(400, 413, 415, 422),
     )
     def create_consultation(body: CreateConsultation, response: Response, service: Service) -> dict[str, Any]:
-        """Begin a consultation from age, sex and initial findings ({code: value}). Danger signs among them are returned at once."""
-        loaded = service.create(body.age, body.sex, body.findings, body.max_questions)
+        """Begin a consultation from age, sex and initial findings ({code: value}) or the patient's own words (`text`).
+
+        Danger signs among the findings are returned at once.
+        """
+        loaded, intake = service.create_from(body.age, body.sex, body.findings, body.text, body.max_questions)
         response.headers["Location"] = f"/v1/consultations/{loaded.id}"
-        return service.consultation_view(loaded)
+        view = service.consultation_view(loaded)
+        if intake is not None:
+            view["intake"] = intake
+        return view
+
+    @r.post("/parse", response_model=ReadingOut, tags=["knowledge"], summary="Read free text", responses=_problems(400, 413, 415, 422))
+    def parse_text(body: ParseIn, service: Service) -> dict[str, Any]:
+        """What the free-text intake understands in a text: demographics and each finding with polarity, value, confidence and span."""
+        return service.parse(body.text)
 
     @r.get("/consultations/{consultation_id}", response_model=ConsultationOut, tags=consultations, summary="Get a consultation", responses=_problems(404))
     def get_consultation(consultation_id: str, service: Service) -> dict[str, Any]:

@@ -116,11 +116,17 @@ class GivenAnswer(BaseModel):
 
 
 class CreateConsultation(_In):
-    """A new consultation: demographics and what the patient comes with."""
+    """A new consultation: demographics and what the patient comes with, as codes or in the patient's own words."""
 
-    age: float = Field(ge=0, le=120, strict=True, description="Age in years (0–120).", examples=[54])  # strict: true is not an age
-    sex: Annotated[str, StringConstraints(min_length=1, max_length=16)] = Field(
-        description="F or M ('female', 'male' are accepted too).", examples=["M"]
+    age: Optional[float] = Field(default=None, ge=0, le=120, strict=True, description="Age in years (0–120); may come from `text` instead.", examples=[54])  # strict: true is not an age
+    sex: Optional[Annotated[str, StringConstraints(min_length=1, max_length=16)]] = Field(
+        default=None, description="F or M ('female', 'male' are accepted too); may come from `text` instead.", examples=["M"]
+    )
+    text: Optional[Annotated[str, StringConstraints(max_length=5000)]] = Field(
+        default=None,
+        description="The patient's own description: findings read from it with confidence are entered (codes in `findings` win), "
+        "doubtful ones are listed in `intake` and left for the questions; age and sex are taken from it when not given.",
+        examples=["I'm a 54 year old man with chest pain and no fever"],
     )
     findings: dict[Code, AnswerValue] = Field(
         default_factory=dict,
@@ -129,6 +135,45 @@ class CreateConsultation(_In):
         examples=[{"E_53": True}],
     )
     max_questions: Optional[int] = Field(default=None, ge=1, le=MAX_QUESTIONS_LIMIT, description="Question budget (default 30).")
+
+    @model_validator(mode="after")
+    def _demographics(self) -> "CreateConsultation":
+        if self.text is None and (self.age is None or self.sex is None):
+            raise ValueError("age and sex are required (or a text that says them)")
+        return self
+
+
+class MentionOut(BaseModel):
+    """A finding read from free text."""
+
+    code: str
+    polarity: Literal["present", "absent", "uncertain"]
+    value: OutValue
+    confidence: float
+    span: list[int] = Field(description="[start, end) character offsets in the text.")
+    text: str
+    method: str = Field(description="lexicon, fuzzy (a misspelling), number, embedding or llm.")
+    entered: bool = Field(default=False, description="Entered as an initial finding (sure enough); else left for the questions.")
+
+
+class ReadingOut(BaseModel):
+    """What the free-text intake understood."""
+
+    age: Optional[float]
+    sex: Optional[Literal["F", "M"]]
+    proxy: bool = Field(description="Someone writes about another person (a parent about a child).")
+    relation: Optional[str]
+    pregnant: Optional[bool]
+    duration_days: Optional[float]
+    temperature_c: Optional[float]
+    findings: list[MentionOut]
+    notes: list[str]
+
+
+class ParseIn(_In):
+    """Text to read."""
+
+    text: Annotated[str, StringConstraints(min_length=1, max_length=5000)] = Field(examples=["no fever, but a bad cough since Monday"])
 
 
 class ConsultationOut(BaseModel):
@@ -147,6 +192,7 @@ class ConsultationOut(BaseModel):
     stop_reason: Optional[str]
     red_flags: list[RedFlagOut] = Field(description="Danger signs present now: act on their advice at once.")
     notice: str = Field(description=NOTICE_DESCRIPTION)
+    intake: Optional[ReadingOut] = Field(default=None, description="What was read from `text` when the consultation was created from it.")
 
 
 class Separation(BaseModel):

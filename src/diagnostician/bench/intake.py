@@ -186,3 +186,4 @@ def vignette_recovery(pack: Pack, path: str | Path, reader: Callable[[Pack, str]
         out[kind] = {"items": n, "in_pack": m, "recovered": r, "recovered_share": round(r / m, 4) if m else None}
     out["mean_share_per_vignette"] = round(sum(per_vignette) / len(per_vignette), 4) if per_vignette else None
     return out
+

@@ -35,12 +35,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     text = _read_text_arg(args.text)
     reading = read_text(pack, text, max_chars=args.max_chars)
     if args.llm:
-        from diagnostician.dialogue.llm import extract_with_llm
+        from diagnostician.dialogue.llm import llm_reader
 
         # The model only adds what the lexicon did not read; its findings are validated and always confirmed.
-        known = {m.code for m in reading.mentions}
-        extra = [m for m in extract_with_llm(_llm_client(args), pack, text) if m.code not in known]
-        reading.mentions += extra
+        reading = llm_reader(_llm_client(args), shortlist=16)(pack, text)
     if args.json:
         out = reading.to_dict()
         for item in out["findings"]:
@@ -159,7 +157,17 @@ def cmd_bench_intake(args: argparse.Namespace) -> int:
 
     pack = load_pack(args.pack)
     items = load_intake_set(args.cases)
-    report = run_intake(pack, items, min_confidence=args.min_confidence)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise InputError("--limit must be at least 1")
+        items = items[: args.limit]
+    if args.llm:
+        from diagnostician.dialogue.llm import llm_reader
+
+        report = run_intake(pack, items, reader=llm_reader(_llm_client(args)), min_confidence=args.min_confidence)
+        report["llm"] = True
+    else:
+        report = run_intake(pack, items, min_confidence=args.min_confidence)
     report["coverage"] = coverage(pack, items)
     report["set"] = str(args.cases or "built-in intake_en.jsonl")
     for path in args.vignettes or []:
@@ -256,6 +264,9 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     bi.add_argument("--pack", default="ddxplus")
     bi.add_argument("--min-confidence", type=float, default=0.0, help="count only mentions at or above this confidence")
     bi.add_argument("--out", help="folder for intake_summary.json and intake_errors.jsonl")
+    bi.add_argument("--limit", type=int, help="first N utterances")
+    bi.add_argument("--llm", action="store_true", help="add what the configured OpenAI-compatible model extracts (to compare with offline)")
+    bi.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table")
     bi.add_argument("--vignettes", nargs="*", metavar="FILE", help="also: share of stated/denied findings recovered from Avey-format vignettes")
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(func=cmd_bench_intake)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from diagnostician.consult.session import Consultation
-from diagnostician.dialogue.intake import parse_age, parse_sex, search_complaints
-from diagnostician.dialogue.mentions import ABSENT, PRESENT, UNCERTAIN, Mention, Reading
+from diagnostician.dialogue.intake import parse_age, parse_sex, rank_by_words
+from diagnostician.dialogue.mentions import UNCERTAIN, Mention, Reading, engine_value
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, reader_for
 from diagnostician.dialogue.plain import is_why, understand_answer
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
@@ -25,7 +25,7 @@ from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
 from diagnostician.engine.posterior import AnswerValue, check_age
 from diagnostician.errors import InputError
-from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding, Pack, RedFlag
+from diagnostician.knowledge.schema import BINARY, Finding, Pack, RedFlag
 
 UNDO = {"undo", "back", "u", "go back"}
 STOP = {"stop", "quit", "q", "exit", "end", "finish"}
@@ -49,21 +49,6 @@ WHY_INTAKE = {
 
 def _italic(text: str) -> str:
     return f"_{text}_"
-
-
-def engine_value(f: Finding, m: Mention) -> AnswerValue | None:
-    """The engine value a sure mention stands for (None when it says nothing usable, e.g. a site without a side)."""
-    if m.polarity == UNCERTAIN:
-        return None
-    if f.kind == BINARY:
-        return m.polarity == PRESENT
-    if m.polarity == ABSENT:
-        if f.default is None:
-            return None
-        return f.default if f.kind == CATEGORICAL else (f.default,)
-    if m.value in (None, ()):
-        return None
-    return m.value
 
 
 @dataclass
@@ -226,10 +211,7 @@ class Conversation:
                 except InputError:
                     pass
             if self.stage == "opening":
-                hits = []
-                for word in text.lower().split():
-                    hits += [h for h in search_complaints(self.pack, word.strip(",.!?")) if h not in hits] if len(word) > 3 else []
-                self.menu = hits[:10]
+                self.menu = rank_by_words(self.pack, text)
                 if self.menu:
                     menu = "\n".join(f"{i}. {self.pack.finding(c).question}" for i, c in enumerate(self.menu, 1))
                     return ["I could not match that to the symptoms I know. Is it one of these? Reply with a number, or describe it in other words.", menu]

@@ -165,6 +165,48 @@ class ConsultationService:
         c = Consultation.begin(age, sex, dict(findings or {}), pack=self.pack, policy=policy)
         return Loaded(self.store.create(c.to_dict()), c)
 
+    def parse(self, text: str) -> dict[str, Any]:
+        """What the free-text intake reads in `text` (ReadingOut shape)."""
+        from diagnostician.dialogue.nlu import read_text
+
+        return read_text(self.pack, text).to_dict()
+
+    def create_from(
+        self,
+        age: float | None,
+        sex: str | None,
+        findings: Mapping[str, object] | None,
+        text: str | None,
+        max_questions: int | None = None,
+    ) -> tuple[Loaded, dict[str, Any] | None]:
+        """Begin a consultation from codes and/or the patient's own words; also what was read from the words."""
+        if text is None:
+            if age is None or sex is None:
+                raise InputError("age and sex are required (or a text that says them)")
+            return self.create(age, sex, findings, max_questions), None
+        from diagnostician.dialogue.mentions import engine_value
+        from diagnostician.dialogue.nlu import CONFIRM_BELOW, read_text
+
+        reading = read_text(self.pack, text)
+        age = age if age is not None else reading.age
+        sex = sex if sex is not None else reading.sex
+        if age is None or sex is None:
+            missing = " and ".join(w for w, v in (("age", age), ("sex", sex)) if v is None)
+            raise InputError(f"the text does not say the patient's {missing}; send it as a field")
+        merged: dict[str, object] = {}
+        entered = set()
+        for m in reading.mentions:
+            if m.confidence >= CONFIRM_BELOW and m.polarity != "uncertain":
+                value = engine_value(self.pack.finding(m.code), m)
+                if value is not None:
+                    merged[m.code] = value
+                    entered.add(m.code)
+        merged.update(findings or {})  # codes sent explicitly win over what was read
+        intake = reading.to_dict()
+        for item in intake["findings"]:
+            item["entered"] = item["code"] in entered and item["code"] not in (findings or {})
+        return self.create(age, sex, merged, max_questions), intake
+
     def load(self, consultation_id: str) -> Loaded:
         """The stored consultation, restored (ConsultationNotFoundError if there is none)."""
         stored = self.store.get(consultation_id)

@@ -69,3 +69,30 @@ def parse_sex(text: str) -> str:
     """Sex typed as F/M, female/male, woman/man, or the menu number 1 (female) / 2 (male)."""
     t = text.strip().rstrip(".!")
     return {"1": "F", "2": "M"}.get(t) or normalise_sex(t)
+
+
+_STOP = frozenset(
+    "have has had been being with your you that this they them there their what when where which would could should "
+    "about from into more than very some also just like feel feels felt much many does did doing are were was".split()
+)
+
+
+def rank_by_words(pack: Pack, text: str, limit: int = 8) -> list[str]:
+    """Yes/no findings whose question shares the most content words with `text` (a menu when nothing was read)."""
+    from diagnostician.dialogue.nlu import normalise, tokenize  # local: nlu builds on this module's neighbours
+
+    def content(s: str) -> set[str]:
+        return {t.stem for t in tokenize(normalise(s)) if t.is_word and len(t.raw) >= 4 and t.raw not in _STOP}
+
+    said = content(text)
+    if not said:
+        return []
+    scored = []
+    for f in pack.findings:
+        if f.kind != BINARY:
+            continue
+        words = content(f.question)
+        shared = len(said & words)
+        if shared:
+            scored.append((-shared, len(words), f.code))
+    return [code for _, _, code in sorted(scored)[:limit]]

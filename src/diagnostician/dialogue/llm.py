@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from diagnostician.dialogue.grounding import Grounding, check_grounded, grounding_of
-from diagnostician.dialogue.mentions import POLARITIES, Mention
+from diagnostician.dialogue.mentions import POLARITIES, Mention, Reading
 from diagnostician.errors import DiagnosticianError, InputError
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding, Pack
 
@@ -506,3 +506,25 @@ def phrase_explanation(
         "anyone has a condition. Reply with the reworded text only."
     )
     return _rephrase(client, instructions, template_text, allowed, pack, detect, lambda _t: [], "explanation", "Text")
+
+
+def llm_reader(client: LLMClient, shortlist: int = 8) -> Callable[[Pack, str], Reading]:
+    """A reader that adds, to the offline reading, what an OpenAI-compatible model extracts (validated, never trusted).
+
+    The model is offered a shortlist of findings (those whose questions share the most words with
+    the text), since a whole pack does not fit a small model's context.
+    """
+    from diagnostician.dialogue.intake import rank_by_words
+    from diagnostician.dialogue.nlu import read_text
+
+    def read(pack: Pack, text: str) -> Reading:
+        reading = read_text(pack, text)
+        known = {m.code for m in reading.mentions}
+        try:
+            extra = extract_with_llm(client, pack, text, candidates=rank_by_words(pack, text, shortlist) or None)
+        except LLMUnavailable:
+            extra = []
+        reading.mentions += [m for m in extra if m.code not in known]
+        return reading
+
+    return read

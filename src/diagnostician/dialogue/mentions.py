@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diagnostician.engine.posterior import AnswerValue
+from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Finding
 
 PRESENT = "present"
 ABSENT = "absent"
@@ -67,3 +68,18 @@ class Reading:
             "findings": [m.to_dict() for m in self.mentions],
             "notes": list(self.notes),
         }
+
+
+def engine_value(f: Finding, m: Mention) -> AnswerValue | None:
+    """The engine value a sure mention stands for (None when it says nothing usable, e.g. a site without a side)."""
+    if m.polarity == UNCERTAIN:
+        return None
+    if f.kind == BINARY:
+        return m.polarity == PRESENT
+    if m.polarity == ABSENT:
+        if f.default is None:
+            return None
+        return f.default if f.kind == CATEGORICAL else (f.default,)
+    if m.value in (None, ()):
+        return None
+    return m.value

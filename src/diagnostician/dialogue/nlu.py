@@ -62,14 +62,16 @@ def stem(word: str) -> str:
         w = w[:-1]
     if len(w) > 4 and w.endswith("ing"):
         w = w[:-3]
+        if len(w) == 3:
+            w += "e"  # aching → ache, so that it meets "aches" and "ache"
     elif len(w) > 5 and w.endswith("in") and w[-3] not in "aeiouy":
         w = w[:-2]  # texting style: "coughin", "vomitin"
     elif len(w) > 4 and w.endswith("ed"):
         w = w[:-2]
     if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "lsz":
         w = w[:-1]  # throbbing → throbb → throb
-    if len(w) > 3 and w.endswith("e"):
-        w = w[:-1]
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]  # not in four-letter words: "hive" must not become "hiv"
     if len(w) > 3 and w.endswith("y"):
         w = w[:-1] + "i"
     return w
@@ -224,7 +226,8 @@ class Reader:
         self.cues = PhraseIndex(cues)
         triggers = []
         for key, kind in (("negation_forward", "neg_fwd"), ("negation_backward", "neg_bwd"), ("uncertain_forward", "unc_fwd"), ("uncertain_backward", "unc_bwd"), ("pseudo", "pseudo"), ("terminators", "term")):
-            triggers += [(_phrase(t), Target(kind)) for t in lang[key]]
+            # Function words match as written, not stemmed: "none" must not match the "non" of "non-restful".
+            triggers += [(_raw_phrase(t), Target(kind)) for t in lang[key]]
         self.triggers = PhraseIndex(triggers)
         self.starters = {_phrase(w)[0] for w in lang["clause_starters"] if _phrase(w)}
         self.joiners = {stem(w) for w in lang["list_joiners"]}
@@ -235,7 +238,7 @@ class Reader:
         self.negation_leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
         self.uncertain_leads = {_phrase(w)[0] for w in lang["uncertain_forward"] if len(_phrase(w)) == 1}
         self.semantic = semantic
-        self.no_gap = frozenset(self.joiners | {w for p, _ in triggers for w in p})
+        self.no_gap = frozenset(self.joiners | {stem(w) for p, _ in triggers for w in p})
         self.kin = {stem(w) for group in lang["kin"].values() for w in group}
         self.possessives = {stem(w) for w in lang["possessives"]}
         kin_words = "|".join(re.escape(w) for group in lang["kin"].values() for w in group)
@@ -255,7 +258,7 @@ class Reader:
             if len(w) >= 4:
                 for d in _deletions(w):
                     self._deletes.setdefault(d, set()).add(w)
-        self.function_words = self.triggers.vocab | self.starters | {stem(w) for w in ("have", "had", "with", "from", "feel", "that", "this", "when", "then", "them", "than", "what", "some", "very", "really", "been", "like", "much", "more", "less", "also", "just", "right", "left", "back", "side", "time", "since", "days", "week", "year", "month")}
+        self.function_words = {stem(w) for w in self.triggers.vocab} | self.starters | {stem(w) for w in ("have", "had", "with", "from", "feel", "that", "this", "when", "then", "them", "than", "what", "some", "very", "really", "been", "like", "much", "more", "less", "also", "just", "right", "left", "back", "side", "time", "since", "days", "week", "year", "month")}
 
     # --- tokens -------------------------------------------------------------------------------
     def _alternatives(self, tok: Token) -> set[str]:
@@ -343,7 +346,6 @@ class Reader:
             return []
         positions = {id(t): i for i, t in enumerate(words)}
         equal = [self._alternatives(t) for t in words]
-        exact = [{t.stem} for t in words]
         # Commas matter for scope, so remember where they were in word positions.
         commas = set()
         for k, t in enumerate(clause):
@@ -358,7 +360,8 @@ class Reader:
             findings = [m for m in findings if m is not None]
         inside = {k for m in findings for k in range(m.start, m.end)}
         # Forward and backward readings of a word ("no") are chosen separately; pseudo-triggers and longer triggers win in each.
-        every = [m for m in self.triggers.find(words, exact, gaps=False) if not any(k in inside for k in range(m.start, m.end))]
+        raw = [{t.raw.replace("'", "")} for t in words]
+        every = [m for m in self.triggers.find(words, raw, gaps=False) if not any(k in inside for k in range(m.start, m.end))]
         fwd = _select(m for m in every if m.target.kind in ("neg_fwd", "unc_fwd", "pseudo", "term"))
         bwd = _select(m for m in every if m.target.kind in ("neg_bwd", "unc_bwd", "pseudo", "term"))
         triggers = fwd + [m for m in bwd if m.target.kind in ("neg_bwd", "unc_bwd")]
@@ -402,7 +405,9 @@ class Reader:
                 if any(trig.start < s < part_end for s in target_starts):
                     continue
                 for m in targets:
-                    if m.end <= trig.start and trig.start - m.end <= 4 and not any(s in stops for s in range(m.end, trig.start)):
+                    # Backward scope stays within its part of the sentence: "pain in my chest, maybe a 6" keeps the pain.
+                    between = range(m.end, trig.start + 1)
+                    if m.end <= trig.start and trig.start - m.end <= 4 and not any(k in stops or k in commas for k in between):
                         dist = trig.start - m.end
                         if m.start not in out or dist < out[m.start][0]:
                             out[m.start] = (dist, kinds[kind])
@@ -489,7 +494,10 @@ class Reader:
                 continue
             lo, hi = clause[0].start, clause[-1].end
             seg = norm[lo:hi]
-            for m in re.finditer(r"\b(\d{1,2})(?:\.\d)?\s*(?:/|out of|outta|on a scale of)\s*10\b", seg):
+            scored = list(re.finditer(r"\b(\d{1,2})(?:\.\d)?\s*(?:/|out of|outta|on a scale of)\s*10\b", seg))
+            # "maybe a 6", "I'd say 9": a bare score counts only where a scale's cue word is in the same clause.
+            scored += [m for m in re.finditer(_BARE_SCORE, seg) if not any(o.start() <= m.start() < o.end() for o in scored)]
+            for m in scored:
                 score = int(m.group(1))
                 if score > 10:
                     continue
@@ -518,8 +526,11 @@ class Reader:
     def _merge(self, mentions: Sequence[Mention], reading: Reading) -> list[Mention]:
         """One mention per finding: values united, the surest polarity kept (present wins a tie: safety first)."""
         rank = {PRESENT: 2, UNCERTAIN: 1, ABSENT: 0}
+        measured = {m.code for m in mentions if m.method == "number"}  # a measured number beats words about it
         best: dict[str, Mention] = {}
         for m in mentions:
+            if m.code in measured and m.method != "number" and self.pack.finding(m.code).kind == "binary":
+                continue
             old = best.get(m.code)
             if old is None:
                 best[m.code] = m
@@ -538,6 +549,10 @@ class Reader:
             if parent and parent not in best and m.polarity == PRESENT:
                 best[parent] = Mention(parent, PRESENT, None, m.confidence, m.span, m.text, m.method)
         return sorted(best.values(), key=lambda m: (m.span[0], m.code))
+
+
+def _raw_phrase(text: str) -> tuple[str, ...]:
+    return tuple(t.raw.replace("'", "") for t in tokenize(normalise(text)) if t.is_word)
 
 
 def _deletions(word: str) -> set[str]:
@@ -583,6 +598,11 @@ def check_text(text: object, max_chars: int = MAX_CHARS) -> None:
     if "\x00" in text or controls > max(2, len(text) // 20):
         raise InputError("the text looks binary, not written words")
 
+
+_BARE_SCORE = re.compile(
+    r"\b(?:a|say|about|around|is|at|maybe|like|solid|probably)\s+(\d{1,2})\b(?![.,]?\d)"
+    r"(?!\s*(?:%|percent|years?|yrs?|days?|hours?|hrs?|weeks?|months?|kg|kilos?|lbs?|pounds?|cm|am|pm|times|°|degrees|min|minutes|o'clock))"
+)
 
 _TEMPERATURE = re.compile(
     r"(?P<cue>(?:temp(?:erature)?|fever|thermometer|febrile|pyrexia)\D{0,20}?)?"
