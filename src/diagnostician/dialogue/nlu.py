@@ -36,7 +36,7 @@ MAX_SCOPE = 10  # words a negation or uncertainty trigger reaches at most
 SIDE_WINDOW = 4  # words around a body site searched for "left" / "right"
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)*|[^\sa-z0-9'-]")
-_CLAUSE_BREAK = set(".!?;\n") | {"…"}  # not ":" — "fever: none" is one clause
+_CLAUSE_BREAK = set(".!;\n") | {"…"}  # not ":" nor "?" — "fever: none", "chills? no" are one clause each
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "–": "-", "—": "-"})
 
 
@@ -222,6 +222,9 @@ class Reader:
         for code, vl in lexicon.scales.items():
             cues += [(_phrase(t), Target("cue", code)) for t in vl.cues]
         self.values = PhraseIndex(values)
+        self.cue_owners: dict[tuple[str, ...], set[str]] = {}
+        for phrase, target in cues:
+            self.cue_owners.setdefault(phrase, set()).add(target.code)
         self._owners = {v: code for code, vl in lexicon.values.items() for ts in vl.sets for v in ts.values}
         self.cues = PhraseIndex(cues)
         triggers = []
@@ -253,28 +256,28 @@ class Reader:
             hits = {fam for fam in self.family_findings for t in ts.terms if len(t) >= 6 and re.search(rf"\b{re.escape(t)}\b", normalise(pack.finding(fam).question))}
             if len(hits) == 1:
                 self.family_of[code] = hits.pop()
+        self.raw_vocab = {t.raw.replace("'", "") for text in _lexicon_texts(lexicon) for t in tokenize(normalise(text)) if t.is_word}
         self._deletes: dict[str, set[str]] = {}
-        for w in self.vocab:
-            if len(w) >= 4:
+        for w in self.raw_vocab:
+            if len(w) >= 4 and w.isalpha():
                 for d in _deletions(w):
                     self._deletes.setdefault(d, set()).add(w)
         self.function_words = {stem(w) for w in self.triggers.vocab} | self.starters | {stem(w) for w in ("have", "had", "with", "from", "feel", "that", "this", "when", "then", "them", "than", "what", "some", "very", "really", "been", "like", "much", "more", "less", "also", "just", "right", "left", "back", "side", "time", "since", "days", "week", "year", "month")}
 
     # --- tokens -------------------------------------------------------------------------------
     def _alternatives(self, tok: Token) -> set[str]:
-        """The stems a word may stand for: itself, and a lexicon word one or two typos away."""
-        s = tok.stem
-        if s in self.vocab or not tok.raw.isalpha() or len(tok.raw) < 4 or s in self.function_words:
+        """The stems a word may stand for: itself, and that of a lexicon word one or two typos away."""
+        s, raw = tok.stem, tok.raw.replace("'", "")
+        if s in self.vocab or raw in self.raw_vocab or not raw.isalpha() or len(raw) < 4 or s in self.function_words:
             return {s}
-        limit = 1 if len(tok.raw) < 8 else 2
-        candidates = set(self._deletes.get(s, ())) | {w for d in _deletions(s) for w in self._deletes.get(d, ())}
-        candidates |= {w for w in (s,) if w in self.vocab}
-        for d in _deletions(s):
-            if d in self.vocab:
-                candidates.add(d)
-        # Short words must keep their first two letters: "fevr" → "fever", but not "hell" → "yell".
-        near = sorted((_damerau(s, w, limit), w) for w in candidates if w[:2] == s[:2] or (len(s) >= 7 and w[0] == s[0]))
-        best = [w for dist, w in near if dist <= limit and dist == near[0][0]] if near else []
+        # Typos are judged on the written words, not on stems: "weezing" is one letter from "wheezing".
+        limit = 1 if len(raw) < 8 else 2
+        candidates = set(self._deletes.get(raw, ())) | {w for d in _deletions(raw) for w in self._deletes.get(d, ())}
+        candidates |= {d for d in _deletions(raw) if d in self.raw_vocab}
+        # Short words must keep their first two letters ("pian" → "pain", not "rain"); longer ones their first.
+        keep = 2 if len(raw) < 6 else 1
+        near = sorted((_damerau(raw, w, limit), w) for w in candidates if w[:keep] == raw[:keep] or (keep == 2 and sorted(w[:2]) == sorted(raw[:2])))
+        best = [stem(w) for dist, w in near if dist <= limit and dist == near[0][0]] if near else []
         return {s, *best[:2]}
 
     # --- reading ------------------------------------------------------------------------------
@@ -367,14 +370,22 @@ class Reader:
         triggers = fwd + [m for m in bwd if m.target.kind in ("neg_bwd", "unc_bwd")]
         # Words a longer symptom term took ("sore throat") are not also a body site ("throat").
         cue_matches = self.cues.find(words, equal, gaps=False)
-        value_matches = [v for v in _select(self.values.find(words, equal, gaps=True, no_gap=self.no_gap)) if not _inside_longer(v, findings)]
+        value_matches = [v for v in _select(self.values.find(words, equal, gaps=True, no_gap=self.no_gap)) if not self._taken(v, findings)]
         polarity = self._scopes(words, triggers, [*findings, *value_matches], commas)
         out = []
         for m in findings:
             pol = polarity.get(m.start, PRESENT)
             out.append(self._mention(text, words, m, m.target.code, pol, None, m.confidence))
-        out += self._values(text, words, value_matches, cue_matches, polarity, triggers)
+        out += self._values(text, words, value_matches, cue_matches, polarity, triggers, findings)
         return out
+
+    def _taken(self, v: Match, findings: Sequence[Match]) -> bool:
+        """Whether a value's words belong to a longer symptom term ("sore throat") rather than to a site or colour of it."""
+        owners = {self.pack.finding(code).parent for code in self._owners_of(v)}
+        return any(o.start <= v.start and v.end <= o.end and o.length > v.length and o.target.code not in owners for o in findings)
+
+    def _owners_of(self, v: Match) -> list[str]:
+        return [code for code, vl in self.lexicon.values.items() if any(set(v.target.values) <= set(ts.values) for ts in vl.sets)]
 
     def _scopes(self, words: Sequence[Token], triggers: Sequence[Match], targets: Sequence[Match], commas: set[int]) -> dict[int, str]:
         """Polarity of each target (by start word) from the triggers around it, nearest trigger first."""
@@ -389,10 +400,12 @@ class Reader:
             if kind.endswith("fwd"):
                 k, reach = trig.end, 0
                 while k < len(words) and reach < MAX_SCOPE and k not in stops:
-                    if k in commas or words[k].stem in ("and",):
-                        nxt = k + 1 if words[k].stem == "and" else k
-                        if nxt < len(words) and words[nxt].stem in self.starters and nxt not in target_starts:
-                            break
+                    # A comma carries the negation on only into a list of findings ("no fever, cough or cold");
+                    # "and" also unless a new clause starts ("no fever and I have a cough").
+                    if k in commas and k not in target_starts:
+                        break
+                    if words[k].stem == "and" and k + 1 < len(words) and words[k + 1].stem in self.starters and k + 1 not in target_starts:
+                        break
                     if k in target_starts:
                         dist = k - trig.end
                         if k not in out or dist < out[k][0]:
@@ -449,12 +462,24 @@ class Reader:
     def _value_owner(self, value: str) -> str:
         return self._owners[value]
 
-    def _values(self, text: str, words: Sequence[Token], matches: Sequence[Match], cues: Sequence[Match], polarity: dict[int, str], triggers: Sequence[Match]) -> list[Mention]:
+    def _values(
+        self,
+        text: str,
+        words: Sequence[Token],
+        matches: Sequence[Match],
+        cues: Sequence[Match],
+        polarity: dict[int, str],
+        triggers: Sequence[Match],
+        findings: Sequence[Match] = (),
+    ) -> list[Mention]:
         """Values of list findings (sites, pain character, rash colour, travel region), tied to the nearest cue."""
         out = []
         for m in matches:
-            candidates = [code for code, vl in self.lexicon.values.items() if any(set(m.target.values) <= set(ts.values) for ts in vl.sets)]
-            owner = self._nearest_cue(m, [c for c in cues if c.target.code in candidates])
+            candidates = self._owners_of(m)
+            # A site that is itself a symptom word ("headache", "toothache") belongs to that symptom's first child.
+            parents = {o.target.code for o in findings if o.start <= m.start and m.end <= o.end}
+            own = [code for code in candidates if self.pack.finding(code).parent in parents]
+            owner = own[0] if own else self._nearest_cue(m, [c for c in cues if c.target.code in candidates])
             if owner is None:
                 continue
             if polarity.get(m.start) == ABSENT:
@@ -466,13 +491,17 @@ class Reader:
             conf = m.confidence if sure else min(m.confidence, UNSIDED)
             value: Any = values[0] if f.kind == CATEGORICAL else tuple(sorted(values))
             out.append(self._mention(text, words, m, owner, polarity.get(m.start, PRESENT), value, conf))
-        # A negated cue of a categorical finding with a default ("I haven't travelled") gives the default.
+        # A denied cue that belongs to one finding only ("I haven't travelled", "it doesn't radiate") gives its default.
         for c in cues:
             f = self.pack.finding(c.target.code)
-            # Only a finding that stands on its own (travel), not one that qualifies another (the rash's colour).
-            if f.kind == CATEGORICAL and f.default is not None and f.parent is None and c.target.code in self.lexicon.values:
-                if self._scopes(words, triggers, [c], set()).get(c.start) == ABSENT:
-                    out.append(self._mention(text, words, c, f.code, ABSENT, f.default, c.confidence))
+            phrase = tuple(w.stem for w in words[c.start : c.end])
+            if f.default is None or c.target.code not in self.lexicon.values or len(self.cue_owners.get(phrase, ())) != 1:
+                continue
+            if any(o.start <= c.start and c.end <= o.end for o in findings):
+                continue  # "no pain": the pain itself is denied, which says it all
+            if self._scopes(words, triggers, [c], set()).get(c.start) == ABSENT:
+                value: Any = f.default if f.kind == CATEGORICAL else (f.default,)
+                out.append(self._mention(text, words, c, f.code, ABSENT, value, c.confidence))
         return out
 
     @staticmethod
@@ -543,12 +572,25 @@ class Reader:
                 reading.notes.append(f"{m.code} was both {old.polarity} and {m.polarity} in the text; kept the {'present' if PRESENT in (old.polarity, m.polarity) else 'surer'} one")
             if (m.confidence, rank[m.polarity]) > (old.confidence, rank[old.polarity]):
                 best[m.code] = m
-        # A site or character of a pain implies the pain; of a rash, the rash.
+        # A site or character of a pain implies the pain; of a rash, the rash; and the lexicon's own implications
+        # ("coughing up blood" is a cough).
         for m in list(best.values()):
+            if m.polarity != PRESENT:
+                continue
             parent = self.pack.finding(m.code).parent
-            if parent and parent not in best and m.polarity == PRESENT:
-                best[parent] = Mention(parent, PRESENT, None, m.confidence, m.span, m.text, m.method)
+            for implied in ((parent,) if parent else ()) + self.lexicon.implies.get(m.code, ()):
+                if implied not in best:
+                    best[implied] = Mention(implied, PRESENT, None, m.confidence, m.span, m.text, m.method)
         return sorted(best.values(), key=lambda m: (m.span[0], m.code))
+
+
+def _lexicon_texts(lexicon: Lexicon) -> Iterable[str]:
+    for ts in lexicon.findings.values():
+        yield from ts.terms
+    for vl in (*lexicon.values.values(), *lexicon.scales.values()):
+        yield from vl.cues
+        for ts in vl.sets:
+            yield from ts.terms
 
 
 def _raw_phrase(text: str) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ class Lexicon:
     values: dict[str, ValueLexicon]
     scales: dict[str, ValueLexicon]
     measurements: dict[str, Measurement] = field(default_factory=dict)
+    implies: dict[str, tuple[str, ...]] = field(default_factory=dict)  # finding → findings its report presupposes
 
 
 def _terms(raw: Any, where: str) -> tuple[str, ...]:
@@ -128,6 +129,14 @@ def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PackError(f"lexicon measurements {name}: {exc}") from exc
+    implies: dict[str, tuple[str, ...]] = {}
+    raw_implies = data.get("implies") or {}
+    if raw_implies:
+        _source(raw_implies.get("source"), sources, "implies")
+        for code, targets in (raw_implies.get("findings") or {}).items():
+            if code not in index or not isinstance(targets, list) or any(t not in index or pack.findings[index[t]].kind != BINARY for t in targets):
+                raise PackError(f"lexicon implies {code}: must name findings of pack {pack.name} that imply yes/no findings")
+            implies[code] = tuple(str(t) for t in targets)
     return Lexicon(
         pack=pack.name,
         language=str(data.get("language", "en")),
@@ -137,6 +146,7 @@ def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
         values=values,
         scales=scales,
         measurements=measurements,
+        implies=implies,
     )
 
 
