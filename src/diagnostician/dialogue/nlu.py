@@ -260,7 +260,10 @@ class Reader:
         self._deletes: dict[str, set[str]] = {}
         for w in self.raw_vocab:
             if len(w) >= 4 and w.isalpha():
-                for d in _deletions(w):
+                deletions = _deletions(w)
+                if len(w) >= 8:
+                    deletions |= {d2 for d in deletions for d2 in _deletions(d)}
+                for d in deletions:
                     self._deletes.setdefault(d, set()).add(w)
         self.function_words = {stem(w) for w in self.triggers.vocab} | self.starters | {stem(w) for w in ("have", "had", "with", "from", "feel", "that", "this", "when", "then", "them", "than", "what", "some", "very", "really", "been", "like", "much", "more", "less", "also", "just", "right", "left", "back", "side", "time", "since", "days", "week", "year", "month")}
 
@@ -272,10 +275,13 @@ class Reader:
             return {s}
         # Typos are judged on the written words, not on stems: "weezing" is one letter from "wheezing".
         limit = 1 if len(raw) < 8 else 2
-        candidates = set(self._deletes.get(raw, ())) | {w for d in _deletions(raw) for w in self._deletes.get(d, ())}
-        candidates |= {d for d in _deletions(raw) if d in self.raw_vocab}
+        deletions = _deletions(raw)
+        if limit == 2:  # two typos in a long word: compare two-letter deletions too ("nautious" → "nauseous")
+            deletions |= {d2 for d in deletions for d2 in _deletions(d)}
+        candidates = set(self._deletes.get(raw, ())) | {w for d in deletions for w in self._deletes.get(d, ())}
+        candidates |= {d for d in deletions if d in self.raw_vocab}
         # Short words must keep their first two letters ("pian" → "pain", not "rain"); longer ones their first.
-        keep = 2 if len(raw) < 6 else 1
+        keep = 2 if len(raw) < 5 else 1
         near = sorted((_damerau(raw, w, limit), w) for w in candidates if w[:keep] == raw[:keep] or (keep == 2 and sorted(w[:2]) == sorted(raw[:2])))
         best = [stem(w) for dist, w in near if dist <= limit and dist == near[0][0]] if near else []
         return {s, *best[:2]}
@@ -549,8 +555,10 @@ class Reader:
         cues = [c for c in self.cues.find(words, [{t.stem} for t in words], gaps=False) if c.target.code in self.lexicon.scales]
         if not cues:
             return None
-        # The cue nearest the number wins: "itching is 3/10, pain 8/10".
-        return min(cues, key=lambda c: min(abs(words[c.start].start - at), abs(words[c.end - 1].end - at))).target.code
+        # The cue nearest the number wins ("itching is 3/10, pain 8/10"); among cues shared by several scales
+        # ("pain"), the lexicon's first scale (pain intensity) is the plain reading of a bare "7/10".
+        order = {code: i for i, code in enumerate(self.lexicon.scales)}
+        return min(cues, key=lambda c: (min(abs(words[c.start].start - at), abs(words[c.end - 1].end - at)), order[c.target.code])).target.code
 
     def _merge(self, mentions: Sequence[Mention], reading: Reading) -> list[Mention]:
         """One mention per finding: values united, the surest polarity kept (present wins a tie: safety first)."""
@@ -572,6 +580,11 @@ class Reader:
                 reading.notes.append(f"{m.code} was both {old.polarity} and {m.polarity} in the text; kept the {'present' if PRESENT in (old.polarity, m.polarity) else 'surer'} one")
             if (m.confidence, rank[m.polarity]) > (old.confidence, rank[old.polarity]):
                 best[m.code] = m
+        # A score alone never implies what it scores: "maybe a 6" is no rash unless a rash was said.
+        for m in list(best.values()):
+            parent = self.pack.finding(m.code).parent
+            if m.method == "number" and parent and (parent not in best or best[parent].polarity != PRESENT):
+                del best[m.code]
         # A site or character of a pain implies the pain; of a rash, the rash; and the lexicon's own implications
         # ("coughing up blood" is a cough).
         for m in list(best.values()):
