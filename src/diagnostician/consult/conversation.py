@@ -201,9 +201,7 @@ class Conversation:
         if noted:
             parts.append(_italic("I noted: " + "; ".join(self._finding_words(code) for code in noted) + "."))
         if not noted and not queued:
-            if said:
-                return [COMPLAINT]
-            if self.age is None:
+            if not said and self.age is None:
                 try:
                     self.age = parse_age(text)  # just an age: keep it, and ask for the description again
                     self.history.append(("age", None))
@@ -211,10 +209,13 @@ class Conversation:
                 except InputError:
                     pass
             if self.stage == "opening":
+                # Nothing read with confidence: offer the questions that share the most words with the text.
                 self.menu = rank_by_words(self.pack, text)
                 if self.menu:
                     menu = "\n".join(f"{i}. {self.pack.finding(c).question}" for i, c in enumerate(self.menu, 1))
                     return ["I could not match that to the symptoms I know. Is it one of these? Reply with a number, or describe it in other words.", menu]
+                if said:
+                    return [COMPLAINT]
                 return ["I could not match that to the symptoms I know. Please describe it in other words (for example: *cough, fever, sore throat, chest pain*).", *([COMMANDS] if first else [])]
         return parts + self._advance()
 
