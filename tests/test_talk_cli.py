@@ -64,3 +64,19 @@ def test_bench_intake_reports_the_figures(tmp_path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", encoding="utf-8")
     assert_input_error(run_cli("bench", "intake", "--cases", str(bad)), "bad.jsonl:1")
+
+
+def test_the_reading_is_the_same_in_every_process() -> None:
+    """The stateless chat replays a conversation in whatever worker gets the request: readings must not depend on hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    text = "sharp pain in my left side and lower back, no fevr, maybe a cough, cofing up some phlegm, 7/10"
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        p = subprocess.run([sys.executable, "-m", "diagnostician.cli.main", "parse", "--json", text], capture_output=True, text=True, env=env, timeout=120)
+        assert p.returncode == 0, p.stderr
+        outs.add(p.stdout)
+    assert len(outs) == 1

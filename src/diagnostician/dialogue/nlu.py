@@ -94,6 +94,8 @@ class Token:
 
 def normalise(text: str) -> str:
     """Lowercase with the same length as `text`, typographic quotes straightened, so spans map back one to one."""
+    if text.isascii() and text.isprintable():
+        return text.lower()  # the common case, without the per-character work below
     out = []
     for ch in text.translate(_APOSTROPHES):
         low = ch.lower()
@@ -180,7 +182,7 @@ class PhraseIndex:
         """
         out = []
         for i in range(len(words)):
-            for first in equal[i]:
+            for first in sorted(equal[i]):  # sorted: the same text must give the same reading in every process
                 for phrase, target in self.by_first.get(first, ()):
                     m = self._match_at(words, equal, i, phrase, target, gaps, no_gap)
                     if m is not None:
@@ -250,10 +252,11 @@ class Reader:
         # A personal finding maps to the family finding whose question names one of its terms ("asthma").
         # Only unambiguous names of 6+ letters count: "fever" sits inside "hay fever", "cancer" in two questions.
         self.family_of: dict[str, str] = {}
+        questions = {fam: normalise(pack.finding(fam).question) for fam in self.family_findings}
         for code, ts in lexicon.findings.items():
             if code in self.family_findings:
                 continue
-            hits = {fam for fam in self.family_findings for t in ts.terms if len(t) >= 6 and re.search(rf"\b{re.escape(t)}\b", normalise(pack.finding(fam).question))}
+            hits = {fam for fam in self.family_findings for t in ts.terms if len(t) >= 6 and t in questions[fam] and re.search(rf"\b{re.escape(t)}\b", questions[fam])}
             if len(hits) == 1:
                 self.family_of[code] = hits.pop()
         self.raw_vocab = {t.raw.replace("'", "") for text in _lexicon_texts(lexicon) for t in tokenize(normalise(text)) if t.is_word}
@@ -622,7 +625,7 @@ def _select(matches: Iterable[Match]) -> list[Match]:
     """Non-overlapping matches, longest and tightest first."""
     chosen: list[Match] = []
     taken: set[int] = set()
-    for m in sorted(matches, key=lambda m: (-m.length, m.fuzzy, m.gaps, m.start)):
+    for m in sorted(matches, key=lambda m: (-m.length, m.fuzzy, m.gaps, m.start, m.end, m.target.kind, m.target.code, m.target.values)):
         span = set(range(m.start, m.end))
         if span & taken:
             continue

@@ -15,7 +15,6 @@ import re
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 
 from diagnostician.knowledge.lexicon import Lexicon
 from diagnostician.knowledge.schema import BINARY, Pack
@@ -66,7 +65,7 @@ class SemanticMatcher:
                 if len(term.split()) >= 2:  # one-word terms carry little meaning out of context
                     texts.append(f"I have {term}" if not term.startswith(("i ", "my ")) else term)
                     owners.append(f.code)
-        self.owners = np.array(owners)
+        self.owners = list(owners)
         self.codes = sorted(set(owners))
         self.vectors = encoder.encode(texts)  # type: ignore[attr-defined]
 
@@ -84,7 +83,7 @@ class SemanticMatcher:
             ranked = sorted(per_code.items(), key=lambda kv: -kv[1])
             top, second = ranked[0], ranked[1] if len(ranked) > 1 else ("", -1.0)
             ok = top[1] >= THRESHOLD and top[1] - second[1] >= MARGIN
-            out.append(SemanticHit(top[0], top[1]) if ok else None)
+            out.append(SemanticHit(str(top[0]), top[1]) if ok else None)
         return out
 
 
