@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -20,8 +21,16 @@ class ServerProcess:
     """
 
     def __init__(
-        self, args: list[str], health_path: str, data_dir: Path | None, log: Path, timeout_s: float = 30.0, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        health_path: str,
+        data_dir: Path | None,
+        log: Path,
+        timeout_s: float = 30.0,
+        env: dict[str, str] | None = None,
+        command: Callable[[int], list[str]] | None = None,
     ) -> None:
+        """Start it; `command` (port → argv) runs another program than `diagnostician` the same way."""
         self.data_dir, self.log = data_dir, log
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -30,7 +39,7 @@ class ServerProcess:
         extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSTICIAN_")}
         env.update(extra, PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", "diagnostician.cli.main", *args, "--port", str(self.port)]
+        cmd = command(self.port) if command else [sys.executable, "-m", "diagnostician.cli.main", *args, "--port", str(self.port)]
         if data_dir is not None:
             cmd += ["--data-dir", str(data_dir)]
         self.log_file = open(log, "ab")
