@@ -121,7 +121,11 @@ def test_audit_log_per_answer_and_undo(keyed) -> None:
         assert entries[2]["finding"] == entries[1]["finding"]
         for e in entries:
             assert e["triage_level"] and e["pack_version"] and e["time"] and e["key_name"] == "good"
-            assert set(e) == {"time", "action", "finding", "triage_level", "pack_version", "key_name"}  # no answer values
+            assert set(e) == {"time", "action", "finding", "triage_level", "pack_version", "key_name", "value"}
+        # Each decision with its coded answer (never free text); an undo has none.
+        for e, sent in zip(entries, values):  # canonical form: a list-question answer is a list of codes
+            assert e["value"] in (sent, [sent])
+        assert entries[2]["value"] is None
         _unauthorized(httpx.get(f"{srv.url}/v1/consultations/{cid}/audit"))
         assert http.get("/v1/consultations/nope/audit").status_code == 404
         assert http.delete(f"/v1/consultations/{cid}").status_code == 204

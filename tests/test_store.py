@@ -257,3 +257,30 @@ def test_concurrent_retries_record_one_answer(service, store) -> None:
     assert sum(not replayed for _, replayed in results) == 1
     assert all(r == results[0][0] for r, _ in results)
     assert len(store.answers(loaded.id)) == 1 and store.get(loaded.id).revision == 1
+
+
+def test_a_version_2_sqlite_file_gains_the_audit_value_column(tmp_path) -> None:
+    """A database written before the audit log kept answers is upgraded in place; its old rows keep a null value."""
+    import sqlite3
+
+    from diagnostician.consult.store import SQLiteStore
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE consultations (id TEXT PRIMARY KEY, pack_name TEXT NOT NULL, pack_version TEXT NOT NULL, data TEXT NOT NULL,"
+            " revision INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+            "CREATE TABLE audit (consultation_id TEXT NOT NULL, created_at TEXT NOT NULL, pack_version TEXT NOT NULL,"
+            " action TEXT NOT NULL, finding TEXT NOT NULL, triage_level TEXT NOT NULL, key_name TEXT);"
+            "INSERT INTO consultations VALUES ('c1', 'ddxplus', '1.0.0', '{}', 0, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00');"
+            "INSERT INTO audit VALUES ('c1', '2026-01-01T00:00:00+00:00', '1.0.0', 'answer', 'E_91', 'see_doctor', NULL);"
+            "PRAGMA user_version = 2;"
+        )
+    store = SQLiteStore(path)
+    try:
+        (entry,) = store.audit_log("c1")
+        assert entry.finding == "E_91" and entry.value is None
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3

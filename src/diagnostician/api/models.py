@@ -262,7 +262,7 @@ class UndoOut(BaseModel):
 
 
 class AuditEntryOut(BaseModel):
-    """One decision: what was asked or taken back and the triage level after it (never the answer value)."""
+    """One decision: what was asked and answered (coded) or taken back, and the triage level after it."""
 
     time: Optional[str]
     action: Literal["answer", "undo"]
@@ -270,6 +270,7 @@ class AuditEntryOut(BaseModel):
     triage_level: str
     pack_version: str
     key_name: Optional[str] = Field(description="The API key that made the request (null when keys are not required)")
+    value: OutValue = Field(default=None, description="The coded answer (true/false, value codes, null = don't know); null for an undo. Never free text.")
 
 
 class AuditOut(BaseModel):

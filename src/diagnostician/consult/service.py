@@ -323,7 +323,7 @@ class ConsultationService:
             "notice": NOTICE,
         }
         log = LoggedAnswer(qid, q.code, _json_value(turn.answer.value), result)
-        audit = AuditEntry("answer", q.code, now.level, self.pack.version, key_name)
+        audit = AuditEntry("answer", q.code, now.level, self.pack.version, key_name, value=log.value)
         self.store.save_answer(loaded.id, loaded.stored.revision, c.to_dict(), log, audit)
         return result
 
@@ -346,7 +346,7 @@ class ConsultationService:
         }
 
     def audit(self, consultation_id: str) -> dict[str, Any]:
-        """The audit log of a consultation: each answer and undo with the triage level after it (no answer values)."""
+        """The audit log of a consultation: each answer (question code and coded answer) and undo, with the triage after it."""
         entries = self.store.audit_log(consultation_id)
         return {
             "consultation_id": consultation_id,
@@ -358,6 +358,7 @@ class ConsultationService:
                     "triage_level": e.triage_level,
                     "pack_version": e.pack_version,
                     "key_name": e.key_name,
+                    "value": e.value,
                 }
                 for e in entries
             ],

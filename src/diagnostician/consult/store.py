@@ -28,7 +28,7 @@ from diagnostician.errors import DiagnosticianError, InputError
 
 DATA_DIR_ENV = "DIAGNOSTICIAN_DATA_DIR"
 DB_FILENAME = "consultations.sqlite3"
-SCHEMA_VERSION = 2  # 2: api_keys and audit tables
+SCHEMA_VERSION = 3  # 2: api_keys and audit tables; 3: the answer value in the audit log
 
 
 class StoreError(DiagnosticianError):
@@ -90,7 +90,7 @@ class LoggedAnswer:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One decision in the audit log: codes and levels only, never the answer value or free text."""
+    """One decision in the audit log: the question's code, the coded answer and the triage after it; never free text."""
 
     action: str  # "answer" or "undo"
     finding: str  # the finding code asked (or taken back)
@@ -98,6 +98,7 @@ class AuditEntry:
     pack_version: str
     key_name: str | None = None  # the API key that made the request, when keys are in use
     created_at: datetime | None = None
+    value: Any = None  # the answer as coded JSON (true/false, value codes, null = don't know); None for an undo
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,10 @@ CREATE TABLE IF NOT EXISTS audit (
     created_at      TEXT NOT NULL,
     pack_version    TEXT NOT NULL,
     action          TEXT NOT NULL,          -- answer | undo
-    finding         TEXT NOT NULL,          -- a finding code: never the answer value or free text
+    finding         TEXT NOT NULL,          -- a finding code
     triage_level    TEXT NOT NULL,
-    key_name        TEXT
+    key_name        TEXT,
+    value           TEXT                    -- the coded answer as JSON, never free text, NULL for an undo
 );
 CREATE INDEX IF NOT EXISTS audit_consultation ON audit (consultation_id);
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -420,8 +422,12 @@ class _SQLStore:
         if audit is not None:
             self._exec(
                 db,
-                "INSERT INTO audit (consultation_id, created_at, pack_version, action, finding, triage_level, key_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (consultation_id, at.isoformat(), audit.pack_version, audit.action, audit.finding, audit.triage_level, audit.key_name),
+                "INSERT INTO audit (consultation_id, created_at, pack_version, action, finding, triage_level, key_name, value)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    consultation_id, at.isoformat(), audit.pack_version, audit.action, audit.finding, audit.triage_level, audit.key_name,
+                    None if audit.action != "answer" else json.dumps(audit.value),
+                ),  # fmt: skip
             )
 
     def save_undo(
@@ -444,10 +450,10 @@ class _SQLStore:
         """The audit entries of a consultation, oldest first."""
         self.get(consultation_id)  # 404 rather than an empty log for an unknown id
         rows = self._read(
-            "SELECT action, finding, triage_level, pack_version, key_name, created_at FROM audit WHERE consultation_id = ? ORDER BY {seq}",
+            "SELECT action, finding, triage_level, pack_version, key_name, created_at, value FROM audit WHERE consultation_id = ? ORDER BY {seq}",
             (consultation_id,),
         )
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5])) for r in rows]
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5]), None if r[6] is None else json.loads(r[6])) for r in rows]
 
     # ------------------------------------------------------------ API keys
 
@@ -548,6 +554,9 @@ class SQLiteStore(_SQLStore):
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
+                    # A version-2 file's audit table predates the value column.
+                    if "value" not in {row[1] for row in db.execute("PRAGMA table_info(audit)")}:
+                        db.execute("ALTER TABLE audit ADD COLUMN value TEXT")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except StoreError:
             self.close()
