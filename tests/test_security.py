@@ -46,7 +46,7 @@ def keyed(tmp_path_factory) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     root = tmp_path_factory.mktemp("keys")
     data = root / "data"
     keys: dict[str, str] = {}
-    for name, extra in (("good", []), ("tiny", ["--rate-limit", "2/min"]), ("gone", [])):
+    for name, extra in (("good", []), ("tiny", ["--rate-limit", "2/min"]), ("gone", []), ("other", [])):
         done = _cli("keys", "create", "--name", name, *extra, data_dir=data)
         assert done.returncode == 0, done.stderr
         keys[name] = done.stdout.strip()
@@ -62,7 +62,7 @@ def test_keys_cli_stores_only_hashes(keyed) -> None:
     listed = _cli("keys", "list", "--json", data_dir=srv.data_dir)
     assert listed.returncode == 0, listed.stderr
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
-    assert set(rows) == {"good", "tiny", "gone"}
+    assert set(rows) == {"good", "tiny", "gone", "other"}
     assert rows["gone"]["revoked_at"] and rows["good"]["revoked_at"] is None and rows["tiny"]["rate_limit"] == 2
     raw = (srv.data_dir / "consultations.sqlite3").read_bytes()
     for key in keys.values():
@@ -209,3 +209,27 @@ def test_fuzz_no_server_errors(tmp_path) -> None:
         except Exception as exc:  # noqa: BLE001 - gather every operation's failure, then report them all
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:2000]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_a_consultation_belongs_to_the_key_that_made_it(keyed) -> None:
+    """Another client's key cannot read, answer, undo, export or delete it: to that key it does not exist (404)."""
+    srv, keys = keyed
+    own = httpx.Client(base_url=srv.url, timeout=10, headers={"Authorization": f"Bearer {keys['good']}"})
+    other = httpx.Client(base_url=srv.url, timeout=10, headers={"X-API-Key": keys["other"]})
+    with own, other:
+        cid = own.post("/v1/consultations", json={"age": 40, "sex": "F", "findings": {"E_201": True}}).json()["id"]
+        q = own.get(f"/v1/consultations/{cid}/question").json()["question"]
+        base = f"/v1/consultations/{cid}"
+        for method, path, body in (
+            ("GET", base, None), ("GET", f"{base}/question", None), ("GET", f"{base}/assessment", None),
+            ("GET", f"{base}/triage", None), ("GET", f"{base}/report", None), ("GET", f"{base}/fhir", None),
+            ("GET", f"{base}/audit", None), ("POST", f"{base}/answers", {"question_id": q["id"], "value": True}),
+            ("POST", f"{base}/undo", None), ("DELETE", base, None),
+        ):  # fmt: skip
+            r = other.request(method, path, json=body)
+            assert r.status_code == 404, (method, path, r.status_code)
+        # Nothing the other key tried changed it; its own key carries on.
+        r = own.post(f"{base}/answers", json={"question_id": q["id"], "value": True})
+        assert r.status_code == 200, r.text
+        assert [e["action"] for e in own.get(f"{base}/audit").json()["entries"]] == ["answer"]
+        assert own.delete(base).status_code == 204

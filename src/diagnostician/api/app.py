@@ -114,12 +114,12 @@ def _router() -> APIRouter:
         summary="Create a consultation",
         responses=_problems(400, 413, 415, 422),
     )
-    def create_consultation(body: CreateConsultation, response: Response, service: Service) -> dict[str, Any]:
+    def create_consultation(body: CreateConsultation, response: Response, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Begin a consultation from age, sex and initial findings ({code: value}) or the patient's own words (`text`).
 
         Danger signs among the findings are returned at once.
         """
-        loaded, intake = service.create_from(body.age, body.sex, body.findings, body.text, body.max_questions)
+        loaded, intake = service.create_from(body.age, body.sex, body.findings, body.text, body.max_questions, key_name)
         response.headers["Location"] = f"/v1/consultations/{loaded.id}"
         view = service.consultation_view(loaded)
         if intake is not None:
@@ -132,9 +132,9 @@ def _router() -> APIRouter:
         return service.parse(body.text)
 
     @r.get("/consultations/{consultation_id}", response_model=ConsultationOut, tags=consultations, summary="Get a consultation", responses=_problems(404))
-    def get_consultation(consultation_id: str, service: Service) -> dict[str, Any]:
+    def get_consultation(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Demographics, answers so far, danger signs present, and whether the inquiry is over."""
-        return service.consultation_view(service.load(consultation_id))
+        return service.consultation_view(service.load(consultation_id, key_name))
 
     @r.get(
         "/consultations/{consultation_id}/question",
@@ -143,9 +143,9 @@ def _router() -> APIRouter:
         summary="Get the next question",
         responses=_problems(404),
     )
-    def get_question(consultation_id: str, service: Service) -> dict[str, Any]:
+    def get_question(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """The question to ask now (the same one until it is answered), or done=true with the reason the inquiry ended."""
-        return service.question(service.load(consultation_id))
+        return service.question(service.load(consultation_id, key_name))
 
     @r.post(
         "/consultations/{consultation_id}/answers",
@@ -180,9 +180,9 @@ def _router() -> APIRouter:
         summary="Get the audit log",
         responses=_problems(404),
     )
-    def get_audit(consultation_id: str, service: Service) -> dict[str, Any]:
+    def get_audit(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Each answer and undo: time, finding code, triage level after it, pack version, API key name (never the answer value)."""
-        return service.audit(consultation_id)
+        return service.audit(consultation_id, key_name)
 
     @r.get(
         "/consultations/{consultation_id}/assessment",
@@ -191,9 +191,9 @@ def _router() -> APIRouter:
         summary="Get the assessment",
         responses=_problems(404),
     )
-    def get_assessment(consultation_id: str, service: Service) -> dict[str, Any]:
+    def get_assessment(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Differential with probabilities and roles, triage with red flags, explanations, and the notice."""
-        return service.assessment(service.load(consultation_id))
+        return service.assessment(service.load(consultation_id, key_name))
 
     @r.get(
         "/consultations/{consultation_id}/triage",
@@ -202,9 +202,9 @@ def _router() -> APIRouter:
         summary="Get the triage level",
         responses=_problems(404),
     )
-    def get_triage(consultation_id: str, service: Service) -> dict[str, Any]:
+    def get_triage(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Triage now: level, advice, danger signs and reasons, with the notice."""
-        return service.triage(service.load(consultation_id))
+        return service.triage(service.load(consultation_id, key_name))
 
     @r.delete(
         "/consultations/{consultation_id}",
@@ -214,9 +214,9 @@ def _router() -> APIRouter:
         summary="Delete a consultation",
         responses=_problems(404),
     )
-    def delete_consultation(consultation_id: str, service: Service) -> Response:
+    def delete_consultation(consultation_id: str, service: Service, key_name: KeyName) -> Response:
         """Delete the consultation and its answers for good."""
-        service.delete(consultation_id)
+        service.delete(consultation_id, key_name)
         return Response(status_code=204)
 
     @r.get(
@@ -229,10 +229,11 @@ def _router() -> APIRouter:
     def get_report(
         consultation_id: str,
         service: Service,
+        key_name: KeyName,
         format: str = Query("markdown", pattern="^(markdown|html)$", description="markdown or html"),  # noqa: A002
     ) -> Response:
         """A SOAP-style report a clinician can check: findings, pertinent negatives, differential with reasons, triage."""
-        c = service.load(consultation_id).consultation
+        c = service.load(consultation_id, key_name).consultation
         if format == "html":
             return Response(clinician_report_html(c), media_type="text/html; charset=utf-8")
         return Response(clinician_report_markdown(c), media_type="text/markdown; charset=utf-8")
@@ -244,9 +245,9 @@ def _router() -> APIRouter:
         responses={**_problems(404), 200: {"content": {"application/fhir+json": {}}}},
         response_class=Response,
     )
-    def get_fhir(consultation_id: str, service: Service) -> Response:
+    def get_fhir(consultation_id: str, service: Service, key_name: KeyName) -> Response:
         """The consultation as a validated FHIR R4 (R4B models) collection Bundle, without patient identity."""
-        bundle = fhir_bundle(service.load(consultation_id).consultation)
+        bundle = fhir_bundle(service.load(consultation_id, key_name).consultation)
         return Response(json.dumps(bundle), media_type="application/fhir+json")
 
     search_text = Query("", max_length=100, description="Text to look for (case-insensitive); empty lists everything.")

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from diagnostician.consult.session import Consultation
 from diagnostician.consult.store import (
     AuditEntry,
+    ConsultationNotFoundError,
     ConsultationStore,
     DuplicateAnswerError,
     LoggedAnswer,
@@ -154,16 +155,16 @@ class ConsultationService:
     # ------------------------------------------------------------ loading
 
     def create(
-        self, age: float, sex: str, findings: Mapping[str, object] | None = None, max_questions: int | None = None
+        self, age: float, sex: str, findings: Mapping[str, object] | None = None, max_questions: int | None = None, owner: str | None = None
     ) -> Loaded:
-        """Begin and store a consultation."""
+        """Begin and store a consultation (reachable only with the API key `owner`, when one made it)."""
         policy = InquiryPolicy()
         if max_questions is not None:
             if not 1 <= max_questions <= MAX_QUESTIONS_LIMIT:
                 raise InputError(f"max_questions must lie between 1 and {MAX_QUESTIONS_LIMIT}")
             policy = InquiryPolicy(max_questions=max_questions)
         c = Consultation.begin(age, sex, dict(findings or {}), pack=self.pack, policy=policy)
-        return Loaded(self.store.create(c.to_dict()), c)
+        return Loaded(self.store.create(c.to_dict(), owner), c)
 
     def parse(self, text: str) -> dict[str, Any]:
         """What the free-text intake reads in `text` (ReadingOut shape)."""
@@ -178,12 +179,13 @@ class ConsultationService:
         findings: Mapping[str, object] | None,
         text: str | None,
         max_questions: int | None = None,
+        owner: str | None = None,
     ) -> tuple[Loaded, dict[str, Any] | None]:
         """Begin a consultation from codes and/or the patient's own words; also what was read from the words."""
         if text is None:
             if age is None or sex is None:
                 raise InputError("age and sex are required (or a text that says them)")
-            return self.create(age, sex, findings, max_questions), None
+            return self.create(age, sex, findings, max_questions, owner), None
         from diagnostician.dialogue.mentions import engine_value
         from diagnostician.dialogue.nlu import CONFIRM_BELOW, read_text
 
@@ -205,18 +207,26 @@ class ConsultationService:
         intake = reading.to_dict()
         for item in intake["findings"]:
             item["entered"] = item["code"] in entered and item["code"] not in (findings or {})
-        return self.create(age, sex, merged, max_questions), intake
+        return self.create(age, sex, merged, max_questions, owner), intake
 
-    def load(self, consultation_id: str) -> Loaded:
-        """The stored consultation, restored (ConsultationNotFoundError if there is none)."""
+    def _get(self, consultation_id: str, key_name: str | None) -> StoredConsultation:
+        """The stored consultation if this caller may reach it; another key's consultation is as good as absent (404)."""
         stored = self.store.get(consultation_id)
+        if stored.owner is not None and stored.owner != key_name:
+            raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+        return stored
+
+    def load(self, consultation_id: str, key_name: str | None = None) -> Loaded:
+        """The stored consultation, restored (ConsultationNotFoundError if there is none, or it belongs to another key)."""
+        stored = self._get(consultation_id, key_name)
         try:
             return Loaded(stored, Consultation.from_dict(stored.data, self.pack))
         except InputError as exc:  # stored under another pack, or damaged: not the client's input
             raise SessionError(f"consultation {consultation_id} cannot be continued with this server's pack: {exc}") from exc
 
-    def delete(self, consultation_id: str) -> None:
+    def delete(self, consultation_id: str, key_name: str | None = None) -> None:
         """Delete a consultation and its answers for good."""
+        self._get(consultation_id, key_name)
         self.store.delete(consultation_id)
 
     # ------------------------------------------------------------ views
@@ -284,7 +294,7 @@ class ConsultationService:
     def answer(self, consultation_id: str, qid: str, value: object, key_name: str | None = None) -> tuple[dict[str, Any], bool]:
         """Answer the pending question; return (result, replayed). Idempotent by question id; `key_name` goes to the audit log."""
         for _ in range(self.retries):
-            loaded = self.load(consultation_id)
+            loaded = self.load(consultation_id, key_name)
             logged = self.store.get_answer(consultation_id, qid)
             if logged is not None:
                 return self._replay(logged, value), True
@@ -329,7 +339,7 @@ class ConsultationService:
 
     def undo(self, consultation_id: str, key_name: str | None = None) -> dict[str, Any]:
         """Take back the last answer given during the inquiry; `key_name` goes to the audit log."""
-        loaded = self.load(consultation_id)
+        loaded = self.load(consultation_id, key_name)
         c = loaded.consultation
         undone: Answer = c.undo()  # SessionError when there is nothing to undo
         level = triage(self.pack, c.state, posterior(c.state), c.triage_policy).level
@@ -345,8 +355,9 @@ class ConsultationService:
             "questions_asked": c.questions_asked,
         }
 
-    def audit(self, consultation_id: str) -> dict[str, Any]:
+    def audit(self, consultation_id: str, key_name: str | None = None) -> dict[str, Any]:
         """The audit log of a consultation: each answer (question code and coded answer) and undo, with the triage after it."""
+        self._get(consultation_id, key_name)
         entries = self.store.audit_log(consultation_id)
         return {
             "consultation_id": consultation_id,

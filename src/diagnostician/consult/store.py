@@ -28,7 +28,7 @@ from diagnostician.errors import DiagnosticianError, InputError
 
 DATA_DIR_ENV = "DIAGNOSTICIAN_DATA_DIR"
 DB_FILENAME = "consultations.sqlite3"
-SCHEMA_VERSION = 3  # 2: api_keys and audit tables; 3: the answer value in the audit log
+SCHEMA_VERSION = 3  # 2: api_keys and audit tables; 3: the answer value in the audit log, the owning key of a consultation
 
 
 class StoreError(DiagnosticianError):
@@ -62,6 +62,7 @@ class StoredConsultation:
     pack_version: str
     created_at: datetime
     updated_at: datetime
+    owner: str | None = None  # the API key (name) that created it: only that key reaches it; None: any caller
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class ApiKey:
 class ConsultationStore(Protocol):
     """Storage of consultations; every method is one transaction, committed before it returns."""
 
-    def create(self, data: Mapping[str, Any]) -> StoredConsultation:
-        """Store a new consultation (a Consultation.to_dict() form) under a fresh random id."""
+    def create(self, data: Mapping[str, Any], owner: str | None = None) -> StoredConsultation:
+        """Store a new consultation (a Consultation.to_dict() form) under a fresh random id, owned by API key `owner` if any."""
         ...
 
     def get(self, consultation_id: str) -> StoredConsultation:
@@ -232,7 +233,8 @@ CREATE TABLE IF NOT EXISTS consultations (
     data         TEXT NOT NULL,             -- Consultation.to_dict() as JSON
     revision     INTEGER NOT NULL DEFAULT 0,
     created_at   TEXT NOT NULL,             -- ISO 8601, UTC
-    updated_at   TEXT NOT NULL
+    updated_at   TEXT NOT NULL,
+    owner        TEXT                       -- name of the API key that created it, NULL when keys are not in use
 );
 CREATE INDEX IF NOT EXISTS consultations_updated ON consultations (updated_at);
 CREATE TABLE IF NOT EXISTS answers (
@@ -346,8 +348,8 @@ class _SQLStore:
         except self._driver_error as exc:
             raise StoreError(f"{self.where}: {exc}") from exc
 
-    def create(self, data: Mapping[str, Any]) -> StoredConsultation:
-        """Store a new consultation under a fresh random id."""
+    def create(self, data: Mapping[str, Any], owner: str | None = None) -> StoredConsultation:
+        """Store a new consultation under a fresh random id (owned by the API key `owner`, if any)."""
         name, version = _pack_of(data)
         now = _now()
         cid = uuid.uuid4().hex
@@ -355,20 +357,21 @@ class _SQLStore:
         with self._transaction() as db:
             self._exec(
                 db,
-                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
-                (cid, name, version, body, now.isoformat(), now.isoformat()),
+                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at, owner)"
+                " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                (cid, name, version, body, now.isoformat(), now.isoformat(), owner),
             )
-        return StoredConsultation(cid, json.loads(body), 0, name, version, now, now)
+        return StoredConsultation(cid, json.loads(body), 0, name, version, now, now, owner)
 
     def get(self, consultation_id: str) -> StoredConsultation:
         """The stored consultation, or ConsultationNotFoundError."""
         rows = self._read(
-            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at FROM consultations WHERE id = ?", (consultation_id,)
+            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at, owner FROM consultations WHERE id = ?", (consultation_id,)
         )
         row = rows[0] if rows else None
         if row is None:
             raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
-        return StoredConsultation(row[0], json.loads(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]))
+        return StoredConsultation(row[0], json.loads(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]), row[7])
 
     def _update(self, db: Any, consultation_id: str, expected_revision: int, data: Mapping[str, Any]) -> StoredConsultation:
         name, version = _pack_of(data)
@@ -554,9 +557,11 @@ class SQLiteStore(_SQLStore):
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
-                    # A version-2 file's audit table predates the value column.
+                    # A version-2 file predates the audit value and the owner columns.
                     if "value" not in {row[1] for row in db.execute("PRAGMA table_info(audit)")}:
                         db.execute("ALTER TABLE audit ADD COLUMN value TEXT")
+                    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(consultations)")}:
+                        db.execute("ALTER TABLE consultations ADD COLUMN owner TEXT")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except StoreError:
             self.close()
