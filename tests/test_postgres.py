@@ -145,3 +145,27 @@ def test_two_servers_share_one_database(two_servers) -> None:
         assert following["id"] != q["id"]
         assert on_a.delete(f"/v1/consultations/{cid}").status_code in (200, 204)
         assert on_b.get(f"/v1/consultations/{cid}").status_code == 404
+
+
+def test_db_current_and_downgrade(postgres_server, capsys, tmp_path) -> None:
+    url = postgres_server.create_database("migrate_down")
+    assert _cli("db", "current", "--url", url) == 0
+    assert "revision none" in capsys.readouterr().out
+    assert _cli("db", "upgrade", "--url", url) == 0
+    capsys.readouterr()
+    assert _cli("db", "current", "--url", url) == 0
+    assert f"revision {head_revision()}, newest {head_revision()} (up to date)" in capsys.readouterr().out
+    assert _cli("db", "downgrade", "--to", "0001", "--url", url) == 0
+    with psycopg.connect(url) as db:
+        columns = {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'audit'")}
+    assert "value" not in columns
+    with pytest.raises(StoreError, match="not " + head_revision()):
+        open_store(url)  # the server refuses an old schema until it is upgraded again
+    capsys.readouterr()
+    assert _cli("db", "current", "--url", url) == 0
+    assert "needs `diagnostician db upgrade`" in capsys.readouterr().out
+    assert _cli("db", "upgrade", "--url", url) == 0
+    open_store(url).close()
+    # A SQLite file's schema belongs to the store: downgrading it is refused with one line.
+    assert _cli("db", "downgrade", "--to", "0001", "--url", f"sqlite:///{tmp_path / 'x.sqlite3'}") == 2
+    assert "downgrade works on PostgreSQL" in capsys.readouterr().err

@@ -505,16 +505,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Migrate the consultation database (PostgreSQL, or a SQLite file) to the newest schema."""
-    from dataclasses import replace
-
-    from diagnostician.api.settings import Settings
     from diagnostician.consult.migrations import upgrade
-    from diagnostician.consult.store import StoreError, open_store, redact_url
+    from diagnostician.consult.store import open_store, redact_url
 
-    settings = Settings.from_env()
-    if args.data_dir:
-        settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
-    url = args.url or settings.store_url
+    url = _migration_url(args)
     if url.lower().startswith("sqlite:"):
         # SQLiteStore creates the file private (0600) with the same schema; the migration then only stamps it.
         open_store(url).close()
@@ -523,11 +517,62 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     except DiagnosticianError:
         raise
     except Exception as exc:  # noqa: BLE001 - driver and SQLAlchemy errors become one line, never a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"cannot migrate {redact_url(url)}: {first}") from exc
+        raise _migration_error(url, exc) from exc
     if not url.lower().startswith("sqlite:"):
         open_store(url).close()  # proves the schema is now what the server expects
     print(f"{redact_url(url)}: schema at the newest revision", file=sys.stderr)
+    return EXIT_OK
+
+
+def _migration_url(args: argparse.Namespace) -> str:
+    from dataclasses import replace
+
+    from diagnostician.api.settings import Settings
+
+    settings = Settings.from_env()
+    if args.data_dir:
+        settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
+    return args.url or settings.store_url
+
+
+def _migration_error(url: str, exc: Exception) -> DiagnosticianError:
+    from diagnostician.consult.store import StoreError, redact_url
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreError(f"cannot migrate {redact_url(url)}: {first}")
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    """Print the schema revision of the consultation database and the newest one this program ships."""
+    from diagnostician.consult.migrations import current_revision, head_revision
+    from diagnostician.consult.store import redact_url
+
+    url = _migration_url(args)
+    try:
+        current = current_revision(url)
+    except DiagnosticianError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - driver errors become one line
+        raise _migration_error(url, exc) from exc
+    head = head_revision()
+    state = "up to date" if current == head else "needs `diagnostician db upgrade`"
+    print(f"{redact_url(url)}: revision {current or 'none'}, newest {head} ({state})")
+    return EXIT_OK
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    """Migrate a PostgreSQL consultation database back to an older schema revision."""
+    from diagnostician.consult.migrations import downgrade
+    from diagnostician.consult.store import redact_url
+
+    url = _migration_url(args)
+    try:
+        downgrade(url, args.to)
+    except DiagnosticianError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - driver and Alembic errors become one line, never a traceback
+        raise _migration_error(url, exc) from exc
+    print(f"{redact_url(url)}: schema at revision {args.to}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -737,6 +782,15 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument("--url", help="database URL, e.g. postgresql://USER@HOST/DB (default $DIAGNOSTICIAN_DATABASE_URL or the SQLite file)")
     du.add_argument("--data-dir", help=data_help)
     du.set_defaults(func=cmd_db_upgrade)
+    dc = dbsub.add_parser("current", help="the database's schema revision and the newest one shipped")
+    dc.add_argument("--url", help="database URL (default: as for `serve`)")
+    dc.add_argument("--data-dir", help=data_help)
+    dc.set_defaults(func=cmd_db_current)
+    dd = dbsub.add_parser("downgrade", help="migrate a PostgreSQL database back to an older revision (e.g. --to 0001)")
+    dd.add_argument("--to", required=True, metavar="REVISION", help="target revision ('base' for none)")
+    dd.add_argument("--url", help="database URL (default: as for `serve`)")
+    dd.add_argument("--data-dir", help=data_help)
+    dd.set_defaults(func=cmd_db_downgrade)
 
     m = sub.add_parser("mcp", help="serve the consultation as MCP tools for LLM agents (stdio or streamable HTTP)")
     m.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or http (streamable HTTP at /mcp)")

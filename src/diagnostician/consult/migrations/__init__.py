@@ -51,3 +51,25 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at `url` is at (None when it has no diagnostician schema)."""
+    import sqlalchemy as sa
+    from alembic.runtime.migration import MigrationContext
+
+    engine = sa.create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the PostgreSQL database at `url` back to `revision` (SQLite files are versioned by the store itself)."""
+    from alembic import command
+
+    if url.lower().startswith("sqlite:"):
+        raise InputError("downgrade works on PostgreSQL; a SQLite file's schema belongs to the store (keep a copy of the file instead)")
+    command.downgrade(alembic_config(url), revision)
