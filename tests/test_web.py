@@ -234,3 +234,131 @@ def test_each_question_type_gets_its_control(server, page) -> None:
         if {"binary", "scale", "multi"} <= types:
             break
     assert {"binary", "scale", "multi"} <= types, types
+
+
+def _answer_some(page: Any, count: int) -> list[str]:
+    """Answer `count` questions ("No" to yes/no, the first option or the low end elsewhere); return their texts."""
+    qid = page.get_attribute("#ask", "data-qid")
+    asked: list[str] = []
+    for _ in range(count):
+        asked.append(page.inner_text("#qtext"))
+        kind = page.get_attribute("#ask", "data-type")
+        if kind == "binary":
+            page.click("#no-btn")
+        elif kind == "scale":
+            page.locator("#scale").fill("2")
+            page.click("#next-btn")
+        else:
+            page.check("#opt-0")
+            page.click("#next-btn")
+        if _settled(page, qid) == "summary":
+            break
+        qid = page.get_attribute("#ask", "data-qid")
+    return asked
+
+
+def test_consultation_from_free_text_only(server, page, tmp_path) -> None:
+    """Only the textarea is filled: age, sex and complaint come from the text; the page says what it understood."""
+    page.goto(server.url + "/")
+    page.wait_for_selector("#c-E_201")
+    story = page.get_by_label("Describe what is wrong in your own words")
+    assert page.get_attribute("#story", "maxlength") == "5000"
+    story.fill("I'm a 54 year old man with chest pain and no fever")
+    assert page.inner_text("#story-count").startswith("50 /")
+    # The live preview (POST /v1/parse) reads it before anything is created.
+    page.wait_for_selector("#preview li[data-code=E_91]")
+    assert "no fever" in page.inner_text("#preview")
+    _shot(page, tmp_path, "web-start.png")
+    assert page.input_value("#age") == "" and page.locator("input[name=sex]:checked").count() == 0
+    assert page.locator("input[name=complaint]:checked").count() == 0
+    page.click("#start-btn")
+    assert _settled(page, None) == "ask"
+
+    understood = page.inner_text("#understood").lower()
+    assert "i understood" in understood
+    assert "pain" in understood or "chest" in understood
+    assert "54 years old" in understood and "male" in understood
+    fever = page.locator("#understood li[data-code=E_91]")
+    assert fever.get_attribute("data-polarity") == "absent" and "no fever" in fever.inner_text()
+    for item in page.locator("#understood li[data-code]").all():  # entered as said, or marked to be asked
+        assert (item.get_attribute("data-entered") == "true") != ("I will ask" in item.inner_text())
+    assert page.is_visible("#qtext") and page.inner_text("#qtext")
+    _shot(page, tmp_path, "web-understood.png")
+    asked = _answer_some(page, 3)
+    assert len(asked) == 3 and len(set(asked)) == 3
+    assert not page.is_visible("#understood")  # shown with the first question only
+
+
+def test_free_text_without_age_or_sex_asks_for_them(server, page) -> None:
+    page.goto(server.url + "/")
+    page.wait_for_selector("#c-E_201")
+    page.fill("#story", "chest pain since yesterday")
+    page.click("#start-btn")
+    page.wait_for_selector("#error", state="visible")
+    assert "age and sex" in page.inner_text("#error") and page.is_visible("#start")
+    assert page.evaluate("document.activeElement.id") == "age"
+    page.fill("#age", "40")
+    page.check("#sex-F")
+    page.click("#start-btn")
+    assert _settled(page, None) == "ask" and not page.is_visible("#error")
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory) -> Iterator[tuple[Any, str]]:
+    """A `diagnostician serve --require-keys` process with one key."""
+    import subprocess
+    import sys
+
+    from servers import ServerProcess
+
+    root = tmp_path_factory.mktemp("web-keys")
+    data = root / "data"
+    cmd = [sys.executable, "-m", "diagnostician.cli.main", "keys", "create", "--name", "web", "--data-dir", str(data)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    srv = ServerProcess(["serve", "--require-keys"], "/v1/health", data, root / "server.log")
+    yield srv, done.stdout.strip()
+    srv.stop()
+
+
+def test_api_key_is_asked_for_and_sent(keyed_server, page) -> None:
+    srv, key = keyed_server
+    assert httpx.get(srv.url + "/", timeout=10).status_code == 200  # the page itself needs no key
+    page.goto(srv.url + "/")
+    # Without a key: the first API call gets 401, the page says so and opens the key field.
+    page.wait_for_selector("#error", state="visible")
+    assert "API key" in page.inner_text("#error")
+    assert page.get_attribute("#settings", "open") is not None
+    field = page.get_by_label("API key")
+    assert field.is_visible() and field.get_attribute("type") == "password"
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    assert page.locator("#complaints input").count() == 0
+    # A wrong key is refused the same way.
+    field.fill("dx_wrong")
+    page.click("#key-btn")
+    page.wait_for_function("document.body.dataset.busy !== '1' && document.getElementById('error').textContent.includes('not accepted')")
+    # The right key: kept in session storage only, sent as a Bearer header; a consultation starts.
+    field.fill(key)
+    page.click("#key-btn")
+    page.wait_for_selector("#c-E_201")
+    assert not page.is_visible("#error")
+    assert page.evaluate("sessionStorage.getItem('diagnostician.apiKey')") == key
+    assert page.evaluate("localStorage.length") == 0
+    with page.expect_request(lambda r: r.url.endswith("/v1/consultations") and r.method == "POST") as req:
+        page.fill("#age", "30")
+        page.check("#sex-F")
+        page.check("#c-E_201")
+        page.click("#start-btn")
+    assert req.value.headers.get("authorization") == f"Bearer {key}"
+    assert _settled(page, None) == "ask"
+    assert len(_answer_some(page, 2)) == 2
+    # Report links cannot carry a header: with a key, the page fetches them with it and saves the file.
+    page.evaluate("""() => { const a = document.getElementById('report-html');
+        a.href = `/v1/consultations/${state.id}/report?format=html`; a.setAttribute('download', 'r.html'); }""")
+    with page.expect_download() as dl:
+        page.evaluate("document.getElementById('report-html').click()")
+    assert dl.value.suggested_filename == "r.html" and "<html" in Path(dl.value.path()).read_text()[:2000].lower()
+    # A reload in the same tab keeps the key.
+    page.reload()
+    page.wait_for_selector("#c-E_201")
+    assert page.input_value("#api-key") == key and not page.is_visible("#error")

@@ -11,7 +11,9 @@ const LEVEL_TITLE = {
 const RANK = { emergency: 0, urgent_24h: 1, see_doctor: 2, self_care: 3 };
 
 const $ = (id) => document.getElementById(id);
-const state = { id: null, question: null, busy: false, ddxOpen: false };
+const state = { id: null, question: null, busy: false, ddxOpen: false, intake: null, findings: new Map() };
+const KEY_STORE = "diagnostician.apiKey";
+const TEXT_MAX = 5000;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -26,8 +28,40 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/* ------------------------------------------------------------ API key (session storage only) */
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch (e) {
+    return "";
+  }
+}
+
+function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_STORE, key);
+    else sessionStorage.removeItem(KEY_STORE);
+  } catch (e) {
+    /* storage unavailable: the key lasts until the page is left */
+  }
+}
+
+function authHeaders() {
+  const key = apiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function askForKey(had) {
+  $("settings").open = true;
+  showError(had
+    ? "The API key was not accepted. Please check it under Connection settings (API key) and press Use key."
+    : "This server needs an API key. Please enter it under Connection settings (API key) and press Use key.");
+  $("api-key").focus();
+}
+
 async function api(method, path, body) {
-  const init = { method, headers: { Accept: "application/json" } };
+  const init = { method, headers: { Accept: "application/json", ...authHeaders() } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -37,9 +71,50 @@ async function api(method, path, body) {
   if (!r.ok) {
     const err = new Error((data && (data.detail || data.title)) || `HTTP ${r.status}`);
     err.status = r.status;
+    if (r.status === 401) {
+      err.message = "An API key is needed.";
+      err.handled = true;
+      askForKey(!!apiKey());
+    }
     throw err;
   }
   return data;
+}
+
+async function useKey(ev) {
+  ev.preventDefault();
+  setApiKey($("api-key").value.trim());
+  showError("");
+  if (!$("complaints").children.length) {
+    try {
+      await loadComplaints();
+    } catch (e) {
+      if (!e.handled) showError(`Could not load the list of complaints: ${e.message}`);
+      return;
+    }
+  }
+  $("settings").open = false;
+  $("start-title").focus();
+}
+
+/* Report links: with a key they are fetched with it and saved from memory (a plain link cannot send it). */
+async function downloadWithKey(ev) {
+  if (!apiKey()) return;
+  ev.preventDefault();
+  const a = ev.currentTarget;
+  try {
+    const r = await fetch(a.getAttribute("href"), { headers: authHeaders() });
+    if (r.status === 401) return askForKey(true);
+    if (!r.ok) return showError(`Could not download the report (HTTP ${r.status}).`);
+    const url = URL.createObjectURL(await r.blob());
+    const tmp = el("a", { href: url, download: a.getAttribute("download") || "" });
+    document.body.append(tmp);
+    tmp.click();
+    tmp.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (e) {
+    showError(e.message || String(e));
+  }
 }
 
 function showError(msg) {
@@ -69,7 +144,7 @@ async function busy(fn) {
     showError("");
     await fn();
   } catch (e) {
-    showError(e.message || String(e));
+    if (!e.handled) showError(e.message || String(e));
   } finally {
     state.busy = false;
     document.body.dataset.busy = "0";
@@ -90,6 +165,7 @@ function complaintRadio(f, prefix) {
 async function loadComplaints() {
   const data = await api("GET", "/v1/knowledge/findings?limit=500");
   const byCode = new Map(data.items.map((f) => [f.code, f]));
+  state.findings = byCode;
   const box = $("complaints");
   box.replaceChildren(...COMMON.filter((c) => byCode.has(c)).map((c) => complaintRadio(byCode.get(c), "c")));
 }
@@ -106,22 +182,115 @@ function onSearch() {
       const items = data.items.filter((f) => f.type === "binary" && !f.antecedent && !COMMON.includes(f.code)).slice(0, 12);
       box.replaceChildren(...(items.length ? items.map((f) => complaintRadio(f, "s")) : [el("p", { class: "reason", text: "No matching complaint." })]));
     } catch (e) {
-      showError(e.message);
+      if (!e.handled) showError(e.message);
     }
   }, 200);
 }
 
+/* ------------------------------------------------------------ free text: what was understood */
+
+const SEX_WORD = { F: "female", M: "male" };
+
+function findingWords(f) {
+  let t = (f.text || f.code).trim();
+  // A value read with it (a place, a kind): the knowledge pack's words for it, when they add something.
+  const known = state.findings.get(f.code);
+  const values = f.value == null ? [] : Array.isArray(f.value) ? f.value : [f.value];
+  if (known && values.length && f.polarity === "present") {
+    const labels = values.map((v) => (known.answers.find((a) => a.value === v) || {}).label).filter((l) => l && l.toLowerCase() !== t.toLowerCase());
+    if (labels.length) t += ` (${labels.join(", ")})`;
+  }
+  if (f.polarity === "absent") return /^(no|not)\b/i.test(t) ? t : `no ${t}`;
+  if (f.polarity === "uncertain") return `maybe ${t}`;
+  return t;
+}
+
+/* The list of what the text said: age, sex, who it is about, each finding (entered, or still to be asked). */
+function understoodItems(intake, preview) {
+  const items = [];
+  const about = [];
+  if (intake.age != null) about.push(`${Math.round(intake.age * 10) / 10} years old`);
+  if (intake.sex) about.push(SEX_WORD[intake.sex] || intake.sex);
+  if (intake.proxy) about.push(intake.relation ? `asking for your ${intake.relation}` : "asking for someone else");
+  if (about.length) items.push(el("li", { class: "about", text: about.join(", ") }));
+  if (intake.duration_days != null) items.push(el("li", { class: "about", text: `for about ${Math.round(intake.duration_days * 10) / 10} day(s)` }));
+  if (intake.temperature_c != null) items.push(el("li", { class: "about", text: `temperature ${intake.temperature_c} °C` }));
+  for (const f of intake.findings || []) {
+    const entered = preview || f.entered !== false;  // (a preview enters nothing yet)
+    items.push(el("li", { class: entered ? "entered" : "unsure", "data-code": f.code, "data-polarity": f.polarity, "data-entered": String(entered) },
+      el("span", { text: findingWords(f) }),
+      entered ? null : el("span", { class: "unsure-note", text: " — not sure, I will ask" })));
+  }
+  for (const n of intake.notes || []) {
+    const text = typeof n === "string" ? n : (n && (n.text || n.message || n.detail)) || "";
+    if (text) items.push(el("li", { class: "note", text }));
+  }
+  return items;
+}
+
+function renderUnderstood(box, intake, title, preview) {
+  if (!intake) {
+    box.hidden = true;
+    return box.replaceChildren();
+  }
+  const items = understoodItems(intake, preview);
+  const nothing = !(intake.findings || []).length;
+  box.replaceChildren(
+    el("p", { class: "understood-title", text: title }),
+    el("ul", {}, ...items),
+    ...(nothing ? [el("p", { class: "reason", text: preview ? "No symptom recognised yet." : "I did not pick out a symptom from the text: I will ask." })] : []));
+  box.hidden = false;
+}
+
+let previewTimer = null;
+let previewSeq = 0;
+function onStory() {
+  const t = $("story").value;
+  $("story-count").textContent = `${t.length} / ${TEXT_MAX}`;
+  clearTimeout(previewTimer);
+  const seq = ++previewSeq;
+  if (!t.trim()) return renderUnderstood($("preview"), null);
+  previewTimer = setTimeout(async () => {
+    try {
+      const reading = await api("POST", "/v1/parse", { text: t });
+      if (seq === previewSeq && $("story").value.trim()) renderUnderstood($("preview"), reading, "So far I read:", true);
+    } catch (e) {
+      /* the preview is only a help: a failure here (other than a missing key) stays quiet */
+    }
+  }, 600);
+}
+
 async function onStart(ev) {
   ev.preventDefault();
+  const text = $("story").value.trim();
   const age = Number($("age").value);
   const sex = document.querySelector("input[name=sex]:checked");
   const complaint = document.querySelector("input[name=complaint]:checked");
-  if ($("age").value === "" || !(age >= 0 && age <= 120)) return showError("Please enter an age between 0 and 120."), $("age").focus();
-  if (!sex) return showError("Please choose female or male."), $("sex-F").focus();
-  if (!complaint) return showError("Please choose your main complaint."), $("complaint-search").focus();
+  const ageGiven = $("age").value !== "";
+  if ((!text || ageGiven) && !(ageGiven && age >= 0 && age <= 120)) return showError("Please enter an age between 0 and 120."), $("age").focus();
+  if (!text && !sex) return showError("Please choose female or male."), $("sex-F").focus();
+  if (!text && !complaint) return showError("Please choose your main complaint, or describe it in your own words."), $("story").focus();
+  if (text.length > TEXT_MAX) return showError(`Please shorten the description to ${TEXT_MAX} characters.`), $("story").focus();
+  const body = {};
+  if (ageGiven) body.age = age;
+  if (sex) body.sex = sex.value;
+  if (text) body.text = text;
+  if (complaint) body.findings = { [complaint.value]: true };
   await busy(async () => {
-    const c = await api("POST", "/v1/consultations", { age, sex: sex.value, findings: { [complaint.value]: true } });
+    let c;
+    try {
+      c = await api("POST", "/v1/consultations", body);
+    } catch (e) {
+      if (text && (e.status === 422 || e.status === 400) && (!ageGiven || !sex)) {
+        showError(`${e.message}. Please fill in your age and sex above.`);
+        (ageGiven ? $("sex-F") : $("age")).focus();
+        return;
+      }
+      throw e;
+    }
     state.id = c.id;
+    state.intake = c.intake || null;
+    renderUnderstood($("understood"), state.intake, "I understood:", false);
     setNotice(c.notice);
     setBanner(c.red_flags, c.red_flags);
     await nextQuestion();
@@ -189,6 +358,7 @@ function renderQuestion(q) {
   ask.dataset.qid = qq.id;
   ask.dataset.type = qq.scale ? "scale" : qq.type;
   $("progress").textContent = `Question ${q.questions_asked + 1}`;
+  $("understood").hidden = !state.intake || q.questions_asked > 0;
   $("qtext").textContent = qq.text;
   $("qreason").textContent = qq.reason ? `Why we ask: ${qq.reason}` : "";
   const next = $("next-btn");
@@ -304,10 +474,14 @@ async function summary() {
 function restart() {
   state.id = null;
   state.question = null;
+  state.intake = null;
+  renderUnderstood($("understood"), null);
+  renderUnderstood($("preview"), null);
   setBanner([], []);
   showError("");
   $("start-form").reset();
   $("complaint-results").replaceChildren();
+  $("story-count").textContent = `0 / ${TEXT_MAX}`;
   show("start");
   $("start-title").focus();
 }
@@ -320,5 +494,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("back-btn").addEventListener("click", back);
   $("ddx-toggle").addEventListener("click", toggleDdx);
   $("restart-btn").addEventListener("click", restart);
-  loadComplaints().catch((e) => showError(`Could not load the list of complaints: ${e.message}`));
+  $("story").addEventListener("input", onStory);
+  $("key-form").addEventListener("submit", useKey);
+  $("api-key").value = apiKey();
+  for (const id of ["report-html", "report-md", "report-fhir"]) $(id).addEventListener("click", downloadWithKey);
+  loadComplaints().catch((e) => { if (!e.handled) showError(`Could not load the list of complaints: ${e.message}`); });
 });
