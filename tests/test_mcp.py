@@ -166,6 +166,10 @@ async def test_errors_are_tool_errors_and_the_server_keeps_going(tmp_path, pack)
         async with _stdio(tmp_path / "data", log) as session:
             cid = (await _call(session, "start_consultation", age=54, sex="M", findings={"E_53": True}))["id"]
             q = (await _call(session, "next_question", consultation_id=cid))["question"]
+            # The patient's own words may come along: what they say is entered, what was read comes back.
+            worded = await _call(session, "start_consultation", age=30, sex="F", text="bad cough, no fever")
+            assert {a["finding"]: a["value"] for a in worded["answers"]} == {"E_201": True, "E_91": False}
+            assert {f["code"] for f in worded["intake"]["findings"]} == {"E_201", "E_91"}
 
             text = await _error(session, "answer", consultation_id=cid, question_id="E_1@0", value=True)
             assert "wrong question id" in text and q["id"] in text and "next_question" in text

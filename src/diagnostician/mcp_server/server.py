@@ -191,10 +191,19 @@ def create_server(service: ConsultationService) -> MCPServer:
         max_questions: Annotated[
             Optional[int], Field(ge=1, le=MAX_QUESTIONS_LIMIT, description="Question budget (default 30).")
         ] = None,
+        text: Annotated[
+            Optional[str],
+            StringConstraints(max_length=5000),
+            Field(description="The patient's own words: findings read from them with confidence are entered too (codes in `findings` win)."),
+        ] = None,
     ) -> dict[str, Any]:
-        """Begin and store a consultation; return its view."""
+        """Begin and store a consultation; return its view (with `intake`, what was read, when `text` was given)."""
         with _tool_errors():
-            return service.consultation_view(service.create(age, sex, findings, max_questions))
+            loaded, intake = service.create_from(age, sex, findings, text, max_questions)
+            view = service.consultation_view(loaded)
+            if intake is not None:
+                view["intake"] = intake
+            return view
 
     @mcp.tool(
         title="Get the next question",
