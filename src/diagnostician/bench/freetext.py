@@ -10,8 +10,9 @@ the same fold models, so the two GTPA figures compare like with like.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from diagnostician.bench.ddxplus import BenchConfig, fold_packs, read_cases, simulate
 from diagnostician.knowledge.build_ddxplus import in_fit_fold
@@ -61,48 +62,79 @@ def typed(f: Finding, value: AnswerValue, rng: random.Random) -> str:
     return next(label for _, label, v in menu if v == value)
 
 
-def converse(pack: Pack, record: PatientRecord, config: BenchConfig, rng: random.Random) -> dict[str, Any]:
-    """One free-text consultation with a simulated DDXPlus patient; what the metrics need."""
-    patient = DDXPlusPatient(pack, record)
+@dataclass
+class Talked:
+    """A finished (or abandoned) free-text consultation and how it went."""
+
+    conversation: Conversation
+    ended: bool  # the inquiry reached its assessment
+    asked_demographics: int  # how often age or sex had to be asked
+    read_first: frozenset[str] = frozenset()  # findings read from the opening (entered or to confirm)
+    transcript: list[tuple[str, str]] = field(default_factory=list)  # (role, text), when kept
+
+
+def talk(
+    pack: Pack,
+    opening: str,
+    answer: Callable[[str], AnswerValue],
+    age: float,
+    sex: str,
+    config: BenchConfig,
+    rng: random.Random,
+    complaint: str | None = None,
+    keep: bool = False,
+) -> Talked:
+    """Drive a Conversation as a simulated patient who opens with `opening` and answers each finding with `answer`.
+
+    `complaint`, when given, is the finding the patient picks from the menu offered if the opening is not understood.
+    """
     conv = Conversation(pack, policy=config.policy())
-    conv.reply(opening_sentence(pack, record, rng))
-    understood = record.initial_evidence in conv.found or any(m.code == record.initial_evidence for m in conv.to_confirm)
-    asked_demographics = 0
+    transcript: list[tuple[str, str]] = []
+
+    def say(text: str) -> None:
+        reply = conv.reply(text)
+        if keep:
+            transcript.extend([("patient", text), ("agent", reply)])
+
+    say(opening)
+    read_first = frozenset(conv.found) | {m.code for m in conv.to_confirm}
+    asked = 0
     for _ in range(MAX_TURNS):
         stage = conv.stage
         if stage == "ended":
             break
         if stage == "confirm":
             code = conv.to_confirm[0].code
-            reply = typed(pack.finding(code), patient.answer(code), rng)
+            reply = typed(pack.finding(code), answer(code), rng)
         elif stage == "age":
-            asked_demographics += 1
-            reply = f"{record.age:g}"
+            asked += 1
+            reply = f"{age:g}"
         elif stage == "sex":
-            asked_demographics += 1
-            reply = "male" if record.sex == "M" else "female"
+            asked += 1
+            reply = "male" if sex == "M" else "female"
         elif stage == "opening":
-            if record.initial_evidence in conv.menu:
-                reply = str(conv.menu.index(record.initial_evidence) + 1)  # the product's fallback: pick from the matches
-            else:
-                return {"row": record.row, "pathology": record.pathology, "rank": None, "understood": False, "il": 0, "asked_demographics": asked_demographics}
+            if complaint is None or complaint not in conv.menu:
+                break  # not understood, and nothing to pick: the consultation fails
+            reply = str(conv.menu.index(complaint) + 1)  # the product's fallback: pick from the matches
         else:
             q = conv.c.next_question()  # type: ignore[union-attr]
-            reply = typed(pack.finding(q.code), patient.answer(q.code), rng)  # type: ignore[union-attr]
-        conv.reply(reply)
-    if conv.c is None or conv.stage != "ended":
-        return {"row": record.row, "pathology": record.pathology, "rank": None, "understood": understood, "il": 0, "asked_demographics": asked_demographics}
-    a = conv.c.assessment(explain_top=0)
-    return {
-        "row": record.row,
-        "pathology": record.pathology,
-        "rank": a.ranking.index(record.pathology),
-        "understood": understood,
-        "il": conv.c.questions_asked,
-        "asked_demographics": asked_demographics,
-        "age_read": conv.age == record.age,
-        "sex_read": conv.sex == record.sex,
-    }
+            reply = typed(pack.finding(q.code), answer(q.code), rng)  # type: ignore[union-attr]
+        say(reply)
+    return Talked(conv, conv.c is not None and conv.stage == "ended", asked, read_first, transcript)
+
+
+def converse(pack: Pack, record: PatientRecord, config: BenchConfig, rng: random.Random) -> dict[str, Any]:
+    """One free-text consultation with a simulated DDXPlus patient; what the metrics need."""
+    patient = DDXPlusPatient(pack, record)
+    done = talk(pack, opening_sentence(pack, record, rng), patient.answer, record.age, record.sex, config, rng, complaint=record.initial_evidence)
+    conv = done.conversation
+    out: dict[str, Any] = {"row": record.row, "pathology": record.pathology, "rank": None, "il": 0, "asked_demographics": done.asked_demographics}
+    out["understood"] = record.initial_evidence in done.read_first  # read from the sentence, not picked from the menu
+    if not done.ended:
+        return out
+    a = conv.c.assessment(explain_top=0)  # type: ignore[union-attr]
+    out.update(rank=a.ranking.index(record.pathology), il=conv.c.questions_asked, age_read=conv.age == record.age, sex_read=conv.sex == record.sex)  # type: ignore[union-attr]
+    return out
 
 
 def run(pack: Pack, path: str, limit: int | None = None, seed: int = 0, held_out_only: bool = False) -> dict[str, Any]:

@@ -240,6 +240,55 @@ def cmd_bench_freetext(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
+    """Run the engine on a vignette file with the deterministic vignette patient; print and write the summary."""
+    from diagnostician.bench.vignettes import diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
+    from diagnostician.knowledge.schema import load_pack
+
+    if args.agent != "engine":
+        raise InputError(f"--agent {args.agent}: only the built-in engine is available so far")
+    if args.patient != "deterministic":
+        raise InputError(f"--patient {args.patient}: only the deterministic vignette patient is available so far")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if not Path(args.cases).is_file():
+        raise InputError(f"vignette file not found: {args.cases}")
+    pack = load_pack(args.pack)
+    vignettes = load_vignettes(args.cases)[: args.limit]
+    out = Path(args.out) if args.out else None
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task(Path(args.cases).name, total=len(vignettes))
+    try:
+        results = run_cases(pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None)
+    finally:
+        if bar:
+            bar.stop()
+    summary = triage_summary(results) if kind == "triage" else diagnosis_summary(pack, results)
+    summary.update(agent="engine", patient="deterministic", pack=f"{pack.name} {pack.version}", file=str(args.cases))
+    keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "top1", "top3", "top5", "turns", "ended")
+    table = "\n".join(iter_markdown(summary, keys))
+    if out:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        (out / "summary.md").write_text(table + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=1) if args.json else table)
+    return EXIT_OK
+
+
+def cmd_bench_triage(args: argparse.Namespace) -> int:
+    """Triage bench on vignettes with gold urgency (em / ne / sc)."""
+    return _vignette_bench(args, "triage")
+
+
+def cmd_bench_vignettes(args: argparse.Namespace) -> int:
+    """Diagnosis bench on vignettes: top-1/3/5 of the engine's differential."""
+    return _vignette_bench(args, "vignettes")
+
+
 def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     """Register parse, chat and bench intake on the main parser."""
     p = sub.add_parser("parse", help="show what the free-text intake understands in TEXT")
@@ -279,3 +328,18 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     bf.add_argument("--pack", default="ddxplus")
     bf.add_argument("--out", help="folder for freetext_summary.json and freetext_cases.jsonl")
     bf.set_defaults(func=cmd_bench_freetext)
+
+    for name, func, help_text in (
+        ("triage", cmd_bench_triage, "triage bench on vignettes with gold urgency (Semigran format)"),
+        ("vignettes", cmd_bench_vignettes, "diagnosis bench on vignettes (Avey format): top-1/3/5"),
+    ):
+        bv = bench_sub.add_parser(name, help=help_text)
+        bv.add_argument("--cases", required=True, help="vignette JSONL file")
+        bv.add_argument("--agent", default="engine", help="the agent under test (engine)")
+        bv.add_argument("--patient", default="deterministic", help="the simulated patient (deterministic)")
+        bv.add_argument("--limit", type=int, help="first N vignettes")
+        bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
+        bv.add_argument("--pack", default="ddxplus")
+        bv.add_argument("--json", action="store_true")
+        bv.add_argument("--quiet", action="store_true", help="no progress bar")
+        bv.set_defaults(func=func)

@@ -73,7 +73,9 @@ def parse_sex(text: str) -> str:
 
 _STOP = frozenset(
     "have has had been being with your you that this they them there their what when where which would could should "
-    "about from into more than very some also just like feel feels felt much many does did doing are were was".split()
+    "about from into more than very some also just like feel feels felt much many does did doing are were was "
+    # Demographic and time words say nothing about which symptom is meant ("25 year old female").
+    "year years old male female woman man girl boy past last days weeks months time ago since".split()
 )
 
 

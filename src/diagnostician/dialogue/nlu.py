@@ -740,7 +740,7 @@ def read_demographics(norm: str, reading: Reading, lang: dict[str, Any]) -> None
         m = re.search(r"\b(?:i am|i'm|im)\s+(?:a|an)\s+(?:\d+\s*(?:year|yr)s?[- ]old\s+|young\s+|old\s+|older\s+)?(\w+)", norm)
         if m and m.group(1) in lang["self_sex"]:
             reading.sex = reading.sex or lang["self_sex"][m.group(1)]
-        m = re.search(r"\b(?:\d+|\w+)[- ](?:year|yr)s?[- ]old\s+(woman|female|lady|girl|man|male|guy|boy)\b", norm) or re.search(r"(?:^|[,;(]\s*)(male|female|man|woman)\b", norm)
+        m = re.search(r"\b(?:\d+|\w+)[- ](?:year|yr)s?[- ]old\s+(?:[a-z]+\s+)?(woman|female|lady|girl|man|male|guy|boy)\b", norm) or re.search(r"(?:^|[,;(]\s*)(male|female|man|woman)\b", norm)
         if m:
             reading.sex = reading.sex or lang["self_sex"][m.group(1)]
     if reading.sex is None and (relation is None or relation[1] is None):

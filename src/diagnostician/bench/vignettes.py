@@ -1,0 +1,222 @@
+"""Vignette benchmarks: the engine consulted by a deterministic patient who answers from a written vignette.
+
+The patient (no language model) knows what the vignette says: its text is read once with the
+free-text reader, and each question on a finding is answered yes when the vignette states it, no
+when it denies it, and no when it does not mention it (the DDXPlus convention: what a vignette
+leaves out is taken as absent). The consultation itself runs through the same Conversation as the
+chat: the patient opens with the chief complaint in words, then answers in words.
+
+Two benchmarks use it: diagnosis (top-1/3/5 against the vignette's diagnosis, with the matcher of
+`bench.scoring`) on Avey-format files, and triage (emergency / see a doctor / self-care against
+the gold urgency) on Semigran-format files. Each run writes one JSONL line per case (the
+transcript, the agent's answer, the scores) and resumes after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from diagnostician.bench.ddxplus import BenchConfig
+from diagnostician.bench.freetext import talk
+from diagnostician.bench.scoring import icd10_map, top_k_hit, triage_metrics
+from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
+from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
+from diagnostician.engine.posterior import AnswerValue
+from diagnostician.errors import CaseFileError
+from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Pack
+
+
+@dataclass(frozen=True)
+class Vignette:
+    """One case: an id, what the patient says first, the whole text the patient knows, demographics and gold labels."""
+
+    id: str
+    opening: str
+    text: str
+    age: float | None
+    sex: str | None
+    diagnosis: str
+    urgency: str | None = None  # em / ne / sc (Semigran files)
+
+
+def _demographics(text: str) -> tuple[float | None, str | None]:
+    """Age and sex as the free-text reader finds them (a parent's "2-year-old son" is a boy)."""
+    reading = Reading(text=text)
+    read_demographics(normalise(text), reading, language("en"))
+    return reading.age, reading.sex
+
+
+_ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "st", "vs", "e.g", "i.e", "approx", "no")
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of a clinical text, not cut after "Mr." or "Dr."."""
+    out, start = [], 0
+    for m in re.finditer(r"[.!?](?=\s+[A-Z0-9])", text):
+        word = re.split(r"\s", text[start : m.start()].strip())[-1].lower() if text[start : m.start()].strip() else ""
+        if word.rstrip(".") in _ABBREVIATIONS:
+            continue
+        out.append(text[start : m.end()].strip())
+        start = m.end()
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return out
+
+
+def load_vignettes(path: str | Path) -> list[Vignette]:
+    """Avey-format (chief_complaints, presentation, absent_findings…) or Semigran-format (case_description, urgency_level) files."""
+    out = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseFileError(f"cannot read vignettes {path}: {exc}") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            v = json.loads(line)
+            if "case_description" in v:
+                text = str(v["case_description"])
+                # The patient opens with what the first two sentences say (the presenting complaint and its course).
+                first = " ".join(_sentences(text)[:2])
+                age, sex = _demographics(first)
+                out.append(Vignette(f"{Path(path).stem}:{n}", first, text, age, sex, str(v["correct_diagnosis"]), str(v.get("urgency_level") or "") or None))
+            else:
+                demo = str(v.get("demographics") or "")
+                text = " ".join(str(v.get(k) or "") for k in ("demographics", "presentation", "absent_findings", "physical_history", "family_history", "social_history"))
+                age, sex = _demographics(demo)
+                opening = f"{demo}. {v.get('chief_complaints') or ''}".strip(". ")
+                out.append(Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(v["correct_diagnosis"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CaseFileError(f"{path}:{n}: not a vignette: {exc}") from exc
+    return out
+
+
+class VignettePatient:
+    """Answers a finding's question from what the vignette's text states or denies (unmentioned: absent)."""
+
+    def __init__(self, pack: Pack, vignette: Vignette) -> None:
+        self.pack = pack
+        self.said = {m.code: m for m in read_text(pack, vignette.text[:MAX_CHARS]).mentions}
+
+    def answer(self, code: str) -> AnswerValue:
+        """The patient's answer to the question on `code`."""
+        f = self.pack.finding(code)
+        m = self.said.get(code)
+        if m is None or m.polarity == ABSENT:
+            return f.absent_value()
+        if m.polarity != PRESENT:
+            return None
+        if f.kind == BINARY:
+            return True
+        if m.value in (None, ()):
+            return None  # a site without a side, a character not named: the patient cannot say
+        return m.value if f.kind == CATEGORICAL or isinstance(m.value, tuple) else (m.value,)
+
+
+def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random) -> dict[str, Any]:
+    """One consultation of the engine with the vignette patient; its transcript, differential and triage."""
+    patient = VignettePatient(pack, v)
+    done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, keep=True)
+    out: dict[str, Any] = {"id": v.id, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
+                           "transcript": [{"role": r, "text": t} for r, t in done.transcript]}  # fmt: skip
+    c = done.conversation.c
+    if c is None:
+        out.update(differential=[], triage=None, turns=0)
+        return out
+    a = c.assessment(explain_top=0)
+    out.update(
+        differential=[e.name for e in a.differential[:5]],
+        triage=a.triage.level,
+        red_flags=[r.id for r in a.triage.red_flags],
+        turns=c.questions_asked,
+    )
+    return out
+
+
+def _resume(out_dir: Path | None) -> dict[str, dict[str, Any]]:
+    if out_dir is None or not (out_dir / "cases.jsonl").exists():
+        return {}
+    done = {}
+    for line in (out_dir / "cases.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            done[row["id"]] = row
+        except (ValueError, KeyError):
+            continue  # a line cut by an interruption is redone
+    return done
+
+
+def run_cases(
+    pack: Pack,
+    vignettes: list[Vignette],
+    out_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Consult every vignette (skipping those already in out_dir/cases.jsonl) and append each result as it finishes."""
+    config = BenchConfig()
+    done = _resume(out_dir)
+    results = []
+    sink = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sink = (out_dir / "cases.jsonl").open("a", encoding="utf-8")
+    try:
+        for i, v in enumerate(vignettes):
+            if v.id in done:
+                results.append(done[v.id])
+            else:
+                row = consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"))
+                results.append(row)
+                if sink is not None:
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+            if progress is not None:
+                progress(i + 1)
+    finally:
+        if sink is not None:
+            sink.close()
+    return results
+
+
+def diagnosis_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """top1 / top3 / top5 of the differential against each vignette's diagnosis, and the mean number of questions."""
+    icd = icd10_map(pack)
+    n = len(results)
+    hits = {k: 0 for k in (1, 3, 5)}
+    for r in results:
+        for k in hits:
+            hits[k] += top_k_hit(r.get("differential") or [], r["diagnosis"], k, icd10=icd)[0]
+    return {
+        "cases": n,
+        "top1": round(hits[1] / n, 4) if n else None,
+        "top3": round(hits[3] / n, 4) if n else None,
+        "top5": round(hits[5] / n, 4) if n else None,
+        "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2) if n else None,
+        "ended": sum(bool(r.get("ended")) for r in results),
+    }
+
+
+def triage_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, under- and over-triage and emergency recall of the engine's triage against the gold urgency."""
+    rows = [r for r in results if r.get("urgency")]
+    # A consultation that never reached an assessment gave no advice: scored as the least urgent (the unsafe reading).
+    predicted = [r["triage"] or "self_care" for r in rows]
+    out = triage_metrics([r["urgency"] for r in rows], predicted)
+    out["cases"] = len(rows)
+    return out
+
+
+def iter_markdown(summary: dict[str, Any], keys: tuple[str, ...]) -> Iterator[str]:
+    """Rows of a two-column Markdown table of the chosen summary figures."""
+    yield "| measure | value |"
+    yield "|---|---|"
+    for k in keys:
+        if k in summary:
+            yield f"| {k} | {summary[k]} |"

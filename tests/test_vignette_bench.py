@@ -1,0 +1,68 @@
+"""Vignette benchmarks with the deterministic vignette patient: loading, answers, resume, summaries, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diagnostician.bench.vignettes import VignettePatient, diagnosis_summary, load_vignettes, run_cases, triage_summary
+from test_cli import assert_input_error, assert_ok, run_cli
+
+AVEY = {
+    "correct_diagnosis": "Influenza", "demographics": "30 year old Female", "chief_complaints": "Fever, Cough",
+    "presentation": "Two days of high fever, dry cough and muscle aches all over.", "absent_findings": "No sore throat, No rash",
+    "physical_history": "", "family_history": "-", "social_history": "",
+}  # fmt: skip
+SEMIGRAN = {
+    "urgency_level": "em", "correct_diagnosis": "Myocardial infarction (heart attack)",
+    "case_description": "Mr. Y is a 64-year-old Chinese male who presents with chest pain for 2 hours. The pain is crushing and "
+    "spreads to his left arm; he is sweating and short of breath.",
+}  # fmt: skip
+
+
+def _write(tmp_path: Path, name: str, rows: list[dict]) -> Path:
+    p = tmp_path / name
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def test_loading_both_formats(tmp_path) -> None:
+    (a,) = load_vignettes(_write(tmp_path, "avey.jsonl", [AVEY]))
+    assert a.age == 30 and a.sex == "F" and a.opening.startswith("30 year old Female") and "Cough" in a.opening
+    (s,) = load_vignettes(_write(tmp_path, "semigran.jsonl", [SEMIGRAN]))
+    assert s.age == 64 and s.sex == "M" and s.urgency == "em" and s.opening.startswith("Mr. Y is")  # not cut after "Mr."
+
+
+def test_the_patient_answers_from_what_the_vignette_says(tmp_path, pack) -> None:
+    (v,) = load_vignettes(_write(tmp_path, "avey.jsonl", [AVEY]))
+    patient = VignettePatient(pack, v)
+    assert patient.answer("E_91") is True and patient.answer("E_201") is True
+    assert patient.answer("E_97") is False  # denied
+    assert patient.answer("E_45") is False  # not mentioned: absent, as in DDXPlus
+
+
+def test_runs_write_transcripts_resume_and_score(tmp_path, pack) -> None:
+    path = _write(tmp_path, "semigran.jsonl", [SEMIGRAN, {**SEMIGRAN, "urgency_level": "sc", "case_description": "A 30-year-old woman has a runny nose."}])
+    vignettes = load_vignettes(path)
+    out = tmp_path / "out"
+    first = run_cases(pack, vignettes, out)
+    assert len((out / "cases.jsonl").read_text().splitlines()) == 2
+    assert first[0]["transcript"][0]["role"] == "patient" and first[0]["triage"] == "emergency"  # crushing chest pain: a danger sign
+    again = run_cases(pack, vignettes, out)  # resumes: nothing is redone or appended
+    assert again == first and len((out / "cases.jsonl").read_text().splitlines()) == 2
+    summary = triage_summary(first)
+    assert summary["cases"] == 2 and summary["emergency_recall"] == 1.0
+    assert {"accuracy", "under_triage", "over_triage", "emergency_recall"} <= set(summary)
+    d = diagnosis_summary(pack, [{**first[0], "differential": ["Possible NSTEMI / STEMI"], "diagnosis": "Myocardial infarction (heart attack)"}])
+    assert set(d) >= {"top1", "top3", "top5", "turns"}
+
+
+def test_cli_triage_and_vignettes(tmp_path) -> None:
+    path = _write(tmp_path, "avey.jsonl", [AVEY])
+    p = run_cli("bench", "vignettes", "--cases", str(path), "--out", str(tmp_path / "o"), "--json")
+    assert_ok(p)
+    assert json.loads(p.stdout)["cases"] == 1 and (tmp_path / "o" / "summary.md").exists()
+    assert_input_error(run_cli("bench", "triage", "--cases", str(tmp_path / "missing.jsonl")), "not found")
+    assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--agent", "gpt"), "only the built-in engine")
+    bad = _write(tmp_path, "bad.jsonl", [{"x": 1}])
+    assert_input_error(run_cli("bench", "vignettes", "--cases", str(bad)), "not a vignette")
