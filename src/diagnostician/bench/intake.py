@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from diagnostician.bench.jsonl import read_jsonl
 from diagnostician.dialogue.mentions import ABSENT, Reading
 from diagnostician.dialogue.nlu import read_text
 from diagnostician.errors import CaseFileError
@@ -20,19 +20,9 @@ def load_intake_set(path: str | Path | None = None) -> list[dict[str, Any]]:
     """Labelled utterances from a JSONL file (id, text, findings [{code, polarity, values?, value?}], age, sex, proxy, tags)."""
     p = Path(path) if path else DEFAULT_SET
     items = []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError(f"cannot read intake set {p}: {exc}") from exc
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            if not isinstance(item.get("text"), str) or not isinstance(item.get("findings"), list):
-                raise ValueError("needs 'text' and 'findings'")
-        except (ValueError, AttributeError) as exc:
-            raise CaseFileError(f"{p}:{n}: not an intake item: {exc}") from exc
+    for n, item in read_jsonl(p, "an intake item"):
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not isinstance(item.get("findings"), list):
+            raise CaseFileError(f"{p}:{n}: not an intake item: needs 'text' and 'findings'")
         items.append(item)
     return items
 
@@ -156,10 +146,7 @@ def vignette_recovery(pack: Pack, path: str | Path, reader: Callable[[Pack, str]
     are counted apart); reading the whole vignette (demographics, presentation, absent findings)
     must then give those findings with the same polarity.
     """
-    try:
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise CaseFileError(f"cannot read vignettes {path}: {exc}") from exc
+    rows = [v for _, v in read_jsonl(path, "a vignette")]
     c: Counter[str] = Counter()
     per_vignette = []
     for v in rows:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.freetext import talk
+from diagnostician.bench.jsonl import read_jsonl
 from diagnostician.bench.scoring import icd10_map, top_k_hit, triage_metrics
 from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
 from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
@@ -71,15 +72,8 @@ def _sentences(text: str) -> list[str]:
 def load_vignettes(path: str | Path) -> list[Vignette]:
     """Avey-format (chief_complaints, presentation, absent_findings…) or Semigran-format (case_description, urgency_level) files."""
     out = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError(f"cannot read vignettes {path}: {exc}") from exc
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, v in read_jsonl(path, "a vignette"):
         try:
-            v = json.loads(line)
             if "case_description" in v:
                 text = str(v["case_description"])
                 # The patient opens with what the first two sentences say (the presenting complaint and its course).
@@ -92,7 +86,7 @@ def load_vignettes(path: str | Path) -> list[Vignette]:
                 age, sex = _demographics(demo)
                 opening = f"{demo}. {v.get('chief_complaints') or ''}".strip(". ")
                 out.append(Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(v["correct_diagnosis"])))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CaseFileError(f"{path}:{n}: not a vignette: {exc}") from exc
     return out
 

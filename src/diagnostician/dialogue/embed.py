@@ -15,7 +15,8 @@ import json
 import os
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -304,16 +305,20 @@ class _Weights:
 
 _WEIGHTS: dict[Path, _Weights] = {}
 _ENCODERS: dict[Path, MiniLMEncoder] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: an encoder built under it may load its weights under it
+
+
+def _cached(cache: dict[Path, Any], model_dir: Path, make: Callable[[Path], Any]) -> Any:
+    """One object per resolved model folder, built once under the lock (weights are large: never twice)."""
+    key = model_dir.resolve()
+    with _LOCK:
+        if key not in cache:
+            cache[key] = make(key)
+        return cache[key]
 
 
 def _weights(model_dir: Path) -> _Weights:
-    key = model_dir.resolve()
-    with _LOCK:
-        w = _WEIGHTS.get(key)
-        if w is None:
-            w = _WEIGHTS[key] = _Weights(key)
-        return w
+    return _cached(_WEIGHTS, model_dir, _Weights)
 
 
 class MiniLMEncoder:
@@ -404,9 +409,4 @@ def load_encoder() -> MiniLMEncoder | None:
     model_dir = find_model_dir()
     if model_dir is None:
         return None
-    key = model_dir.resolve()
-    with _LOCK:
-        enc = _ENCODERS.get(key)
-        if enc is None:
-            enc = _ENCODERS[key] = MiniLMEncoder(key)
-        return enc
+    return _cached(_ENCODERS, model_dir, MiniLMEncoder)
