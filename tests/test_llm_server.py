@@ -124,3 +124,22 @@ def test_unavailable_after_the_server_stops(llama, pack):
             c.chat([{"role": "user", "content": "hello"}])
         out = phrase_question(c, pack, pack.finding("E_91").question, Grounding(pack=pack), proxy=False)
     assert not out.used_llm and out.text == pack.finding("E_91").question
+
+
+def test_llm_doctor_on_a_vignette(client, pack, tmp_path):
+    # The plumbing of the vignette bench's chat-model doctor against a real server; the base model's medicine is not judged.
+    from diagnostician.bench.agents import run_llm_agent
+    from diagnostician.bench.vignettes import load_vignettes
+
+    p = tmp_path / "avey.jsonl"
+    p.write_text(json.dumps({
+        "correct_diagnosis": "Influenza", "demographics": "30 year old Female", "chief_complaints": "Fever, Cough",
+        "presentation": "Two days of high fever and dry cough.", "absent_findings": "No rash",
+    }) + "\n", encoding="utf-8")  # fmt: skip
+    (v,) = load_vignettes(p)
+    row = run_llm_agent(client, pack, v, max_turns=3, max_tokens=96)
+    assert row["id"] == v.id and row["transcript"][0] == {"role": "patient", "text": v.opening}
+    assert len(row["transcript"]) >= 2 or row["error"]
+    assert 0 <= row["turns"] <= 3 and isinstance(row["differential"], list)
+    json.dumps(row)
+    print("llm doctor:", {k: row[k] for k in ("ended", "turns", "malformed", "error", "differential", "triage")})

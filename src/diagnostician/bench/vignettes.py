@@ -140,6 +140,8 @@ def _resume(out_dir: Path | None) -> dict[str, dict[str, Any]]:
     for line in (out_dir / "cases.jsonl").read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
+            if row.get("error"):
+                continue  # the agent's server failed on this case: redone
             done[row["id"]] = row
         except (ValueError, KeyError):
             continue  # a line cut by an interruption is redone
@@ -152,9 +154,18 @@ def run_cases(
     out_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
     seed: int = 0,
+    consult: Callable[[Vignette], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Consult every vignette (skipping those already in out_dir/cases.jsonl) and append each result as it finishes."""
-    config = BenchConfig()
+    """Consult every vignette (skipping those already in out_dir/cases.jsonl) and append each result as it finishes.
+
+    `consult` runs one consultation and returns its row; by default the engine (`consult_vignette`).
+    """
+    if consult is None:
+        config = BenchConfig()
+
+        def consult(v: Vignette) -> dict[str, Any]:
+            return consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"))
+
     done = _resume(out_dir)
     results = []
     sink = None
@@ -166,7 +177,7 @@ def run_cases(
             if v.id in done:
                 results.append(done[v.id])
             else:
-                row = consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"))
+                row = consult(v)
                 results.append(row)
                 if sink is not None:
                     sink.write(json.dumps(row) + "\n")

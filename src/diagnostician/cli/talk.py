@@ -241,12 +241,15 @@ def cmd_bench_freetext(args: argparse.Namespace) -> int:
 
 
 def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
-    """Run the engine on a vignette file with the deterministic vignette patient; print and write the summary."""
+    """Run the engine or a chat model on a vignette file with the deterministic vignette patient; print and write the summary."""
     from diagnostician.bench.vignettes import diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
     from diagnostician.knowledge.schema import load_pack
 
-    if args.agent != "engine":
-        raise InputError(f"--agent {args.agent}: only the built-in engine is available so far")
+    if args.agent not in ("engine", "openai"):
+        raise InputError(
+            f"--agent {args.agent}: unknown agent; choose engine (only the built-in engine, the default) "
+            "or openai (any OpenAI-compatible chat model: DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or --llm-config FILE)"
+        )
     if args.patient != "deterministic":
         raise InputError(f"--patient {args.patient}: only the deterministic vignette patient is available so far")
     if args.limit is not None and args.limit < 1:
@@ -256,6 +259,24 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     pack = load_pack(args.pack)
     vignettes = load_vignettes(args.cases)[: args.limit]
     out = Path(args.out) if args.out else None
+    client: Any = None
+    consult: Any = None  # run_cases' default: the engine
+    agent = "engine"
+    if args.agent == "openai":
+        from diagnostician.bench.agents import run_llm_agent
+        from diagnostician.dialogue.llm import LLMClient, LLMConfig
+
+        config = LLMConfig.from_env(getattr(args, "llm_config", None))
+        if config is None:
+            raise InputError("--agent openai needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
+        client = LLMClient(config)
+        agent = f"openai:{config.model}"
+
+        def llm_consult(v: Any) -> dict[str, Any]:
+            return run_llm_agent(client, pack, v)
+
+        consult = llm_consult
+
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from rich.progress import Progress
@@ -264,13 +285,18 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         bar.start()
         task = bar.add_task(Path(args.cases).name, total=len(vignettes))
     try:
-        results = run_cases(pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None)
+        results = run_cases(pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult)
     finally:
         if bar:
             bar.stop()
+        if client is not None:
+            client.close()
     summary = triage_summary(results) if kind == "triage" else diagnosis_summary(pack, results)
-    summary.update(agent="engine", patient="deterministic", pack=f"{pack.name} {pack.version}", file=str(args.cases))
+    summary.update(agent=agent, patient="deterministic", pack=f"{pack.name} {pack.version}", file=str(args.cases))
+    if client is not None:
+        summary.update(malformed=sum(bool(r.get("malformed")) for r in results), errors=sum(bool(r.get("error")) for r in results))
     keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "top1", "top3", "top5", "turns", "ended")
+    keys += ("malformed", "errors")  # only in a chat model's summary
     table = "\n".join(iter_markdown(summary, keys))
     if out:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -335,7 +361,8 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     ):
         bv = bench_sub.add_parser(name, help=help_text)
         bv.add_argument("--cases", required=True, help="vignette JSONL file")
-        bv.add_argument("--agent", default="engine", help="the agent under test (engine)")
+        bv.add_argument("--agent", default="engine", help="the agent under test: engine, or openai (the configured OpenAI-compatible chat model)")
+        bv.add_argument("--llm-config", metavar="FILE", help="with --agent openai: TOML file with an [llm] table (base_url, model, api_key)")
         bv.add_argument("--patient", default="deterministic", help="the simulated patient (deterministic)")
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
