@@ -315,6 +315,30 @@ def cmd_bench_vignettes(args: argparse.Namespace) -> int:
     return _vignette_bench(args, "vignettes")
 
 
+def cmd_bench_factcheck(args: argparse.Namespace) -> int:
+    """Check each claim of an answer against the knowledge pack: supported, contradicted, unverifiable."""
+    from diagnostician.bench.factcheck import fact_check
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack(args.pack)
+    text = _read_text_arg(args.text)
+    if not text.strip():
+        raise InputError("the answer to check is empty")
+    if len(text) > 100_000:
+        raise InputError("the answer is over 100,000 characters")
+    report = fact_check(pack, text)
+    if args.json:
+        print(json.dumps(report, indent=1, ensure_ascii=False))
+        return EXIT_OK
+    for c in report["claims"]:
+        print(f"[{c['verdict']}] {c['text']}")
+        for check in c["checks"]:
+            print(f"    {check}")
+    print(f"supported {report['supported']}, contradicted {report['contradicted']}, unverifiable {report['unverifiable']}; "
+          f"hallucination rate {report['hallucination_rate']}")  # fmt: skip
+    return EXIT_OK
+
+
 def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     """Register parse, chat and bench intake on the main parser."""
     p = sub.add_parser("parse", help="show what the free-text intake understands in TEXT")
@@ -345,6 +369,12 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     bi.add_argument("--vignettes", nargs="*", metavar="FILE", help="also: share of stated/denied findings recovered from Avey-format vignettes")
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(func=cmd_bench_intake)
+
+    fc = bench_sub.add_parser("factcheck", help="check an agent's answer against the knowledge pack, claim by claim")
+    fc.add_argument("text", nargs="*", metavar="TEXT", help="the answer (or '-' / nothing to read standard input)")
+    fc.add_argument("--pack", default="ddxplus")
+    fc.add_argument("--json", action="store_true")
+    fc.set_defaults(func=cmd_bench_factcheck)
 
     bf = bench_sub.add_parser("freetext", help="DDXPlus consultations opened in a sentence and answered in words, vs coded")
     bf.add_argument("--cases", required=True, help="DDXPlus patient CSV file")
