@@ -116,6 +116,21 @@ def test_phrase_explanation_is_grounded_or_the_template(client, pack):
         assert out.text == template and out.violations
 
 
+def test_healthbench_grading_with_a_real_grader(client, pack):
+    # The plumbing of HealthBench grading against a real server as grader, the engine as agent; verdicts are not judged.
+    from pathlib import Path
+
+    from diagnostician.bench.healthbench import engine_reply, load_healthbench, run_healthbench
+
+    examples = load_healthbench(Path(__file__).parent / "data" / "healthbench_mini.jsonl")
+    summary = run_healthbench(examples, lambda m: engine_reply(pack, m), client, limit=1)
+    assert summary["score"] is None or 0.0 <= summary["score"] <= 1.0
+    assert (summary["examples"], summary["rubric_items"], summary["agent_errors"]) == (1, 3, 0)
+    assert 0 <= summary["unparseable_verdicts"] <= 3 and summary["grader_errors"] <= summary["unparseable_verdicts"]
+    json.dumps(summary)
+    print("healthbench grading:", {k: summary[k] for k in ("score", "unparseable_verdicts", "grader_errors")})
+
+
 def test_unavailable_after_the_server_stops(llama, pack):
     # Last in the module on purpose: it stops the module's server (stop is idempotent for the fixture).
     llama.stop()

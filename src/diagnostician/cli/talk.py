@@ -339,6 +339,93 @@ def cmd_bench_factcheck(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+GRADER_ENV = "DIAGNOSTICIAN_GRADER_"
+
+
+def _grader_config(args: argparse.Namespace) -> Any:
+    """The grader's LLMConfig: --grader-config FILE ([llm] table) or DIAGNOSTICIAN_GRADER_* variables (default timeout 120 s)."""
+    import os
+    from dataclasses import replace
+
+    from diagnostician.dialogue.llm import LLMConfig
+
+    config = LLMConfig.from_env(args.grader_config, prefix=GRADER_ENV)
+    if config is None:
+        raise InputError(
+            f"bench healthbench needs a grader model (an OpenAI-compatible server): set {GRADER_ENV}BASE_URL and "
+            f"{GRADER_ENV}MODEL (and {GRADER_ENV}API_KEY if it needs one), or pass --grader-config FILE with an [llm] table"
+        )
+    return config if os.environ.get(GRADER_ENV + "TIMEOUT") else replace(config, timeout_s=max(config.timeout_s, 120.0))
+
+
+def cmd_bench_healthbench(args: argparse.Namespace) -> int:
+    """Grade the engine's (or a chat model's) replies to HealthBench-format prompts with a grader model."""
+    from diagnostician.bench.healthbench import engine_reply, llm_reply, load_healthbench, run_healthbench
+    from diagnostician.dialogue.llm import LLMClient
+
+    if args.agent not in ("engine", "openai"):
+        raise InputError(f"--agent {args.agent}: unknown agent; choose engine (the built-in engine, the default) or openai (the configured OpenAI-compatible chat model)")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if not Path(args.data).is_file():
+        raise InputError(f"HealthBench file not found: {args.data}")
+    grader_config = _grader_config(args)
+    examples = load_healthbench(args.data)
+    clients: list[Any] = []
+    try:
+        if args.agent == "openai":
+            from diagnostician.dialogue.llm import LLMConfig
+
+            config = LLMConfig.from_env(args.llm_config)
+            if config is None:
+                raise InputError("--agent openai needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
+            agent_client = LLMClient(config)
+            clients.append(agent_client)
+            agent = f"openai:{config.model}"
+
+            def reply_fn(messages: Any) -> str:
+                return llm_reply(agent_client, messages)
+
+        else:
+            from diagnostician.knowledge.schema import load_pack
+
+            pack = load_pack(args.pack)
+            agent = f"engine:{pack.name} {pack.version}"
+
+            def reply_fn(messages: Any) -> str:
+                return engine_reply(pack, messages)
+
+        grader = LLMClient(grader_config)
+        clients.append(grader)
+        summary = run_healthbench(examples, reply_fn, grader, out_dir=args.out, limit=args.limit)
+    finally:
+        for c in clients:
+            c.close()
+    summary.update(agent=agent, grader=grader_config.model, file=str(args.data))
+    if args.out:
+        (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return EXIT_OK
+    score = "n/a" if summary["score"] is None else f"{summary['score']:.3f} (SE {summary['se']:.3f})"
+    lines = [
+        f"HealthBench grading of {agent} by {summary['grader']}: {summary['examples']} examples, {summary['rubric_items']} rubric items.",
+        "",
+        f"- score: {score}",
+        f"- unparseable verdicts (counted as not met): {summary['unparseable_verdicts']}; grader errors: {summary['grader_errors']}; agent errors: {summary['agent_errors']}",
+        "",
+        "| group | mean | SE | n |",
+        "|---|---|---|---|",
+    ]
+    for group in ("by_theme", "by_axis"):
+        for tag, v in summary[group].items():
+            mean = "n/a" if v["mean"] is None else f"{v['mean']:.3f}"
+            se = "n/a" if v["se"] is None else f"{v['se']:.3f}"
+            lines.append(f"| {tag} | {mean} | {se} | {v['n']} |")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     """Register parse, chat and bench intake on the main parser."""
     p = sub.add_parser("parse", help="show what the free-text intake understands in TEXT")
@@ -400,3 +487,14 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--json", action="store_true")
         bv.add_argument("--quiet", action="store_true", help="no progress bar")
         bv.set_defaults(func=func)
+
+    bh = bench_sub.add_parser("healthbench", help="grade replies to HealthBench-format prompts with a grader model (rubric items)")
+    bh.add_argument("--data", required=True, metavar="FILE", help="HealthBench JSONL file (prompt, rubrics, example_tags)")
+    bh.add_argument("--agent", default="engine", help="the agent under test: engine, or openai (the configured OpenAI-compatible chat model)")
+    bh.add_argument("--grader-config", metavar="FILE", help="TOML file with an [llm] table for the grader (else DIAGNOSTICIAN_GRADER_BASE_URL, _MODEL, _API_KEY)")
+    bh.add_argument("--llm-config", metavar="FILE", help="with --agent openai: TOML file with an [llm] table (base_url, model, api_key)")
+    bh.add_argument("--limit", type=int, help="first N examples")
+    bh.add_argument("--out", help="folder for cases.jsonl (replies and verdicts; a rerun resumes) and summary.json")
+    bh.add_argument("--pack", default="ddxplus", help="with --agent engine: the knowledge pack")
+    bh.add_argument("--json", action="store_true")
+    bh.set_defaults(func=cmd_bench_healthbench)

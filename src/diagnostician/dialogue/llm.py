@@ -75,8 +75,9 @@ class LLMConfig:
         return base + "/chat/completions"
 
     @classmethod
-    def from_env(cls, config_file: str | Path | None = None) -> LLMConfig | None:
-        """The configuration from a TOML file ([llm] table) and DIAGNOSTICIAN_LLM_* variables; None if unset."""
+    def from_env(cls, config_file: str | Path | None = None, prefix: str = ENV_PREFIX) -> LLMConfig | None:
+        """The configuration from a TOML file ([llm] table) and `prefix`* variables (DIAGNOSTICIAN_LLM_*); None if unset."""
+        ENV_PREFIX = prefix  # noqa: N806 - the same names for another model (the grader)
         values: dict[str, Any] = {}
         path = config_file if config_file is not None else os.environ.get(ENV_PREFIX + "CONFIG") or None
         if path is not None:
