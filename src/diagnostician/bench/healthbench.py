@@ -16,14 +16,13 @@ is counted; it never stops the run. Scores and standard errors come from `scorin
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from diagnostician.bench.agents import ChatClient
-from diagnostician.bench.jsonl import read_jsonl
+from diagnostician.bench.jsonl import read_jsonl, run_logged
 from diagnostician.bench.scoring import healthbench_example_score, healthbench_overall, parse_grader_verdict
 from diagnostician.dialogue.llm import LLMUnavailable
 from diagnostician.errors import CaseFileError
@@ -207,21 +206,6 @@ def grade(grader_client: ChatClient, conversation: Sequence[dict[str, str]], rep
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def _resume(out_dir: Path | None) -> dict[str, dict[str, Any]]:
-    if out_dir is None or not (out_dir / "cases.jsonl").exists():
-        return {}
-    done: dict[str, dict[str, Any]] = {}
-    for line in (out_dir / "cases.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            if row.get("error") or row.get("grader_errors"):
-                continue  # a server failed on this example: redone
-            done[row["id"]] = row
-        except (ValueError, KeyError, AttributeError):
-            continue  # a line cut by an interruption is redone
-    return done
-
-
 def grade_example(example: Example, reply_fn: Callable[[Sequence[dict[str, str]]], str], grader_client: ChatClient) -> dict[str, Any]:
     """The row of one example: the reply, each rubric item's verdict, the score and the counts."""
     row: dict[str, Any] = {"id": example.id, "line": example.line, "prompt_id": example.prompt_id, "example_tags": list(example.tags),
@@ -280,30 +264,11 @@ def run_healthbench(
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1")
     todo = list(examples)[:limit] if limit is not None else list(examples)
-    out = Path(out_dir) if out_dir is not None else None
-    done = _resume(out)
-    rows: list[dict[str, Any]] = []
-    new = 0
-    sink = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        sink = (out / "cases.jsonl").open("a", encoding="utf-8")
-    try:
-        for k, ex in enumerate(todo):
-            if ex.id in done:
-                rows.append(done[ex.id])
-            else:
-                row = grade_example(ex, reply_fn, grader_client)
-                rows.append(row)
-                new += 1
-                if sink is not None:
-                    sink.write(json.dumps(row) + "\n")
-                    sink.flush()
-            if progress is not None:
-                progress(k + 1)
-    finally:
-        if sink is not None:
-            sink.close()
+    # An example a server failed on (the agent's or the grader's) is run again on the next run.
+    rows, new = run_logged(
+        todo, lambda ex: ex.id, lambda ex: grade_example(ex, reply_fn, grader_client), out_dir,
+        redo=lambda row: bool(row.get("error") or row.get("grader_errors")), progress=progress,
+    )  # fmt: skip
     summary = summarise(rows)
     summary["new"] = new
     return summary

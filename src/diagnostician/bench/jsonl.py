@@ -1,12 +1,14 @@
-"""JSON Lines files of the benchmarks (utterance sets, vignettes): read with one clear error per bad line."""
+"""JSON Lines files of the benchmarks: inputs read with one clear error per bad line, case logs that resume."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from diagnostician.errors import CaseFileError
+
+T = TypeVar("T")
 
 
 def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, Any]]:
@@ -22,3 +24,50 @@ def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, Any]]:
             yield n, json.loads(line)
         except ValueError as exc:
             raise CaseFileError(f"{path}:{n}: not {what}: {exc}") from exc
+
+
+def run_logged(
+    items: Iterable[T],
+    key: Callable[[T], str],
+    run_one: Callable[[T], dict[str, Any]],
+    out_dir: str | Path | None = None,
+    redo: Callable[[dict[str, Any]], bool] = lambda row: False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Run each item, or take its row from out_dir/cases.jsonl when a previous run finished it; (rows, how many were new).
+
+    Each new row is appended and flushed at once, so an interruption loses at most the case in progress;
+    a cut last line, and rows that `redo` says failed (a server was down), are run again.
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    done: dict[str, dict[str, Any]] = {}
+    if out is not None and (out / "cases.jsonl").exists():
+        for line in (out / "cases.jsonl").read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                if not redo(row):
+                    done[row["id"]] = row
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    rows: list[dict[str, Any]] = []
+    new = 0
+    sink = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        sink = (out / "cases.jsonl").open("a", encoding="utf-8")
+    try:
+        for i, item in enumerate(items):
+            row = done.get(key(item))
+            if row is None:
+                row = run_one(item)
+                new += 1
+                if sink is not None:
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+            rows.append(row)
+            if progress is not None:
+                progress(i + 1)
+    finally:
+        if sink is not None:
+            sink.close()
+    return rows, new

@@ -14,7 +14,6 @@ transcript, the agent's answer, the scores) and resumes after an interruption.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.freetext import talk
-from diagnostician.bench.jsonl import read_jsonl
+from diagnostician.bench.jsonl import read_jsonl, run_logged
 from diagnostician.bench.scoring import icd10_map, top_k_hit, triage_metrics
 from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
 from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
@@ -133,21 +132,6 @@ def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.R
     return out
 
 
-def _resume(out_dir: Path | None) -> dict[str, dict[str, Any]]:
-    if out_dir is None or not (out_dir / "cases.jsonl").exists():
-        return {}
-    done = {}
-    for line in (out_dir / "cases.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            if row.get("error"):
-                continue  # the agent's server failed on this case: redone
-            done[row["id"]] = row
-        except (ValueError, KeyError):
-            continue  # a line cut by an interruption is redone
-    return done
-
-
 def run_cases(
     pack: Pack,
     vignettes: list[Vignette],
@@ -166,27 +150,8 @@ def run_cases(
         def consult(v: Vignette) -> dict[str, Any]:
             return consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"))
 
-    done = _resume(out_dir)
-    results = []
-    sink = None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        sink = (out_dir / "cases.jsonl").open("a", encoding="utf-8")
-    try:
-        for i, v in enumerate(vignettes):
-            if v.id in done:
-                results.append(done[v.id])
-            else:
-                row = consult(v)
-                results.append(row)
-                if sink is not None:
-                    sink.write(json.dumps(row) + "\n")
-                    sink.flush()
-            if progress is not None:
-                progress(i + 1)
-    finally:
-        if sink is not None:
-            sink.close()
+    # A row whose agent's server failed is run again on the next run.
+    results, _ = run_logged(vignettes, lambda v: v.id, consult, out_dir, redo=lambda row: bool(row.get("error")), progress=progress)
     return results
 
 
