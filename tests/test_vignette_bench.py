@@ -66,3 +66,28 @@ def test_cli_triage_and_vignettes(tmp_path) -> None:
     assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--agent", "gpt"), "only the built-in engine")
     bad = _write(tmp_path, "bad.jsonl", [{"x": 1}])
     assert_input_error(run_cli("bench", "vignettes", "--cases", str(bad)), "not a vignette")
+
+
+def test_cases_run_at_once_keep_their_order_and_resume(tmp_path) -> None:
+    import threading
+    import time
+
+    from diagnostician.bench.jsonl import run_logged
+
+    seen_threads = set()
+
+    def slow(n: int) -> dict:
+        seen_threads.add(threading.get_ident())
+        time.sleep(0.05 * (5 - n % 5))  # later items finish first
+        return {"id": str(n), "value": n * n}
+
+    rows, new = run_logged(range(10), str, slow, tmp_path, workers=4)
+    assert [r["value"] for r in rows] == [n * n for n in range(10)] and new == 10 and len(seen_threads) > 1
+    assert len((tmp_path / "cases.jsonl").read_text().splitlines()) == 10
+    again, new = run_logged(range(12), str, slow, tmp_path, workers=4)  # only the two new ones run
+    assert new == 2 and [r["value"] for r in again] == [n * n for n in range(12)]
+
+
+def test_workers_must_be_positive(tmp_path) -> None:
+    path = _write(tmp_path, "avey.jsonl", [AVEY])
+    assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--workers", "0"), "--workers")

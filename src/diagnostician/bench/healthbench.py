@@ -255,6 +255,7 @@ def run_healthbench(
     out_dir: str | Path | None = None,
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Reply to and grade each example (skipping those already in out_dir/cases.jsonl); the summary.
 
@@ -267,7 +268,7 @@ def run_healthbench(
     # An example a server failed on (the agent's or the grader's) is run again on the next run.
     rows, new = run_logged(
         todo, lambda ex: ex.id, lambda ex: grade_example(ex, reply_fn, grader_client), out_dir,
-        redo=lambda row: bool(row.get("error") or row.get("grader_errors")), progress=progress,
+        redo=lambda row: bool(row.get("error") or row.get("grader_errors")), progress=progress, workers=workers,
     )  # fmt: skip
     summary = summarise(rows)
     summary["new"] = new

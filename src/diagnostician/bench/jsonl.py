@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -33,11 +35,14 @@ def run_logged(
     out_dir: str | Path | None = None,
     redo: Callable[[dict[str, Any]], bool] = lambda row: False,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> tuple[list[dict[str, Any]], int]:
     """Run each item, or take its row from out_dir/cases.jsonl when a previous run finished it; (rows, how many were new).
 
-    Each new row is appended and flushed at once, so an interruption loses at most the case in progress;
-    a cut last line, and rows that `redo` says failed (a server was down), are run again.
+    Each new row is appended and flushed as soon as it is done, so an interruption loses at most the
+    cases in progress; a cut last line, and rows that `redo` says failed (a server was down), are run
+    again. With workers > 1, that many cases run at once in threads (for agents behind a server; rows
+    come back in the items' order).
     """
     out = Path(out_dir) if out_dir is not None else None
     done: dict[str, dict[str, Any]] = {}
@@ -55,18 +60,33 @@ def run_logged(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         sink = (out / "cases.jsonl").open("a", encoding="utf-8")
-    try:
-        for i, item in enumerate(items):
-            row = done.get(key(item))
-            if row is None:
-                row = run_one(item)
+    items = list(items)
+    lock = threading.Lock()
+    finished = 0
+
+    def one(item: T) -> dict[str, Any]:
+        nonlocal new, finished
+        row = done.get(key(item))
+        fresh = row is None
+        if row is None:
+            row = run_one(item)
+        with lock:  # one writer at a time, and the progress count in step
+            if fresh:
                 new += 1
                 if sink is not None:
                     sink.write(json.dumps(row) + "\n")
                     sink.flush()
-            rows.append(row)
+            finished += 1
             if progress is not None:
-                progress(i + 1)
+                progress(finished)
+        return row
+
+    try:
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                rows = list(pool.map(one, items))
+        else:
+            rows = [one(item) for item in items]
     finally:
         if sink is not None:
             sink.close()

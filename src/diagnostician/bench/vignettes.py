@@ -139,6 +139,7 @@ def run_cases(
     progress: Callable[[int], None] | None = None,
     seed: int = 0,
     consult: Callable[[Vignette], dict[str, Any]] | None = None,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """Consult every vignette (skipping those already in out_dir/cases.jsonl) and append each result as it finishes.
 
@@ -151,7 +152,7 @@ def run_cases(
             return consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"))
 
     # A row whose agent's server failed is run again on the next run.
-    results, _ = run_logged(vignettes, lambda v: v.id, consult, out_dir, redo=lambda row: bool(row.get("error")), progress=progress)
+    results, _ = run_logged(vignettes, lambda v: v.id, consult, out_dir, redo=lambda row: bool(row.get("error")), progress=progress, workers=workers)
     return results
 
 

@@ -254,6 +254,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         raise InputError(f"--patient {args.patient}: only the deterministic vignette patient is available so far")
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
     if not Path(args.cases).is_file():
         raise InputError(f"vignette file not found: {args.cases}")
     pack = load_pack(args.pack)
@@ -285,7 +287,9 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         bar.start()
         task = bar.add_task(Path(args.cases).name, total=len(vignettes))
     try:
-        results = run_cases(pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult)
+        results = run_cases(
+            pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult, workers=args.workers
+        )
     finally:
         if bar:
             bar.stop()
@@ -365,6 +369,8 @@ def cmd_bench_healthbench(args: argparse.Namespace) -> int:
 
     if args.agent not in ("engine", "openai"):
         raise InputError(f"--agent {args.agent}: unknown agent; choose engine (the built-in engine, the default) or openai (the configured OpenAI-compatible chat model)")
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
     if not Path(args.data).is_file():
@@ -397,7 +403,7 @@ def cmd_bench_healthbench(args: argparse.Namespace) -> int:
 
         grader = LLMClient(grader_config)
         clients.append(grader)
-        summary = run_healthbench(examples, reply_fn, grader, out_dir=args.out, limit=args.limit)
+        summary = run_healthbench(examples, reply_fn, grader, out_dir=args.out, limit=args.limit, workers=args.workers)
     finally:
         for c in clients:
             c.close()
@@ -482,6 +488,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--llm-config", metavar="FILE", help="with --agent openai: TOML file with an [llm] table (base_url, model, api_key)")
         bv.add_argument("--patient", default="deterministic", help="the simulated patient (deterministic)")
         bv.add_argument("--limit", type=int, help="first N vignettes")
+        bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
         bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
         bv.add_argument("--pack", default="ddxplus")
         bv.add_argument("--json", action="store_true")
@@ -494,6 +501,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     bh.add_argument("--grader-config", metavar="FILE", help="TOML file with an [llm] table for the grader (else DIAGNOSTICIAN_GRADER_BASE_URL, _MODEL, _API_KEY)")
     bh.add_argument("--llm-config", metavar="FILE", help="with --agent openai: TOML file with an [llm] table (base_url, model, api_key)")
     bh.add_argument("--limit", type=int, help="first N examples")
+    bh.add_argument("--workers", type=int, default=1, help="examples at once (threads), default 1")
     bh.add_argument("--out", help="folder for cases.jsonl (replies and verdicts; a rerun resumes) and summary.json")
     bh.add_argument("--pack", default="ddxplus", help="with --agent engine: the knowledge pack")
     bh.add_argument("--json", action="store_true")
