@@ -91,3 +91,22 @@ def test_cases_run_at_once_keep_their_order_and_resume(tmp_path) -> None:
 def test_workers_must_be_positive(tmp_path) -> None:
     path = _write(tmp_path, "avey.jsonl", [AVEY])
     assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--workers", "0"), "--workers")
+
+
+def test_two_runs_are_compared_case_by_case(tmp_path, pack) -> None:
+    from diagnostician.bench.vignettes import compare_runs
+
+    def rows(levels: list[str]) -> list[dict]:
+        return [{"id": str(i), "urgency": "em", "triage": lvl} for i, lvl in enumerate(levels)]
+
+    a = rows(["emergency"] * 9 + ["see_doctor"])  # 9 right
+    b = rows(["see_doctor"] * 9 + ["emergency"])  # 1 right: A right where B is wrong 9 times, the reverse once
+    out = compare_runs(pack, a, b, "triage")
+    assert (out["b10"], out["b01"]) == (9, 1) and out["p_value"] == 22 / 1024 and out["method"] == "exact"
+    for name, data in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
+    p = run_cli("bench", "compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert_ok(p)
+    assert json.loads(p.stdout)["b10"] == 9
+    assert_input_error(run_cli("bench", "compare", str(tmp_path / "a"), str(tmp_path / "nope")), "no cases.jsonl")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.freetext import talk
 from diagnostician.bench.jsonl import read_jsonl, run_logged
-from diagnostician.bench.scoring import icd10_map, top_k_hit, triage_metrics
+from diagnostician.bench.scoring import icd10_map, mcnemar, to_semigran, top_k_hit, triage_metrics
 from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
 from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
 from diagnostician.engine.posterior import AnswerValue
@@ -191,3 +191,22 @@ def iter_markdown(summary: dict[str, Any], keys: tuple[str, ...]) -> Iterator[st
     for k in keys:
         if k in summary:
             yield f"| {k} | {summary[k]} |"
+
+
+def case_correct(pack: Pack, row: dict[str, Any], kind: str) -> bool:
+    """Whether one logged case was right: triage level equal to the gold urgency, or the top-1 diagnosis matching."""
+    if kind == "triage":
+        return to_semigran(row.get("triage") or "self_care") == row.get("urgency")
+    return top_k_hit(row.get("differential") or [], row["diagnosis"], 1, icd10=icd10_map(pack))[0]
+
+
+def compare_runs(pack: Pack, rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """McNemar's paired test of two runs (two agents, or two repeats of one) on the cases both have."""
+    by_b = {r["id"]: r for r in rows_b}
+    shared = [r for r in rows_a if r["id"] in by_b]
+    if not shared:
+        raise CaseFileError("the two runs have no case in common")
+    out = mcnemar([case_correct(pack, r, kind) for r in shared], [case_correct(pack, by_b[r["id"]], kind) for r in shared])
+    out["only_in_a"] = len(rows_a) - len(shared)
+    out["only_in_b"] = len(rows_b) - len(shared)
+    return out

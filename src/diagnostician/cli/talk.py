@@ -319,6 +319,23 @@ def cmd_bench_vignettes(args: argparse.Namespace) -> int:
     return _vignette_bench(args, "vignettes")
 
 
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    """McNemar's paired test of two benchmark runs (their --out folders) on the cases both have."""
+    from diagnostician.bench.jsonl import read_jsonl
+    from diagnostician.bench.vignettes import compare_runs
+    from diagnostician.knowledge.schema import load_pack
+
+    runs = []
+    for folder in (args.a, args.b):
+        log = Path(folder) / "cases.jsonl"
+        if not log.is_file():
+            raise InputError(f"no cases.jsonl in {folder} (the --out folder of a triage or vignettes run)")
+        runs.append([row for _, row in read_jsonl(log, "a logged case") if isinstance(row, dict) and "id" in row])
+    result = compare_runs(load_pack(args.pack), runs[0], runs[1], args.kind)
+    print(json.dumps(result, indent=1))
+    return EXIT_OK
+
+
 def cmd_bench_factcheck(args: argparse.Namespace) -> int:
     """Check each claim of an answer against the knowledge pack: supported, contradicted, unverifiable."""
     from diagnostician.bench.factcheck import fact_check
@@ -462,6 +479,13 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     bi.add_argument("--vignettes", nargs="*", metavar="FILE", help="also: share of stated/denied findings recovered from Avey-format vignettes")
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(func=cmd_bench_intake)
+
+    cp = bench_sub.add_parser("compare", help="McNemar's paired test of two triage or vignettes runs (agents, or repeats)")
+    cp.add_argument("a", metavar="DIR_A", help="--out folder of the first run")
+    cp.add_argument("b", metavar="DIR_B", help="--out folder of the second run")
+    cp.add_argument("--kind", choices=("triage", "vignettes"), default="triage", help="what 'right' means: the triage level, or the top-1 diagnosis")
+    cp.add_argument("--pack", default="ddxplus")
+    cp.set_defaults(func=cmd_bench_compare)
 
     fc = bench_sub.add_parser("factcheck", help="check an agent's answer against the knowledge pack, claim by claim")
     fc.add_argument("text", nargs="*", metavar="TEXT", help="the answer (or '-' / nothing to read standard input)")
