@@ -181,3 +181,35 @@ def test_cli_agents(tmp_path, monkeypatch) -> None:
         monkeypatch.delenv("DIAGNOSTICIAN_LLM_" + var, raising=False)
     assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--agent", "openai"), "needs a server")
     assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--agent", "gpt"), "unknown agent", "openai")
+
+
+# ---------------------------------------------------------------------------------------------- a played patient
+
+
+def test_leak_check(pack, vignette) -> None:
+    from diagnostician.bench.agents import leak_check
+
+    assert leak_check(pack, vignette, "I've had a fever and a dry cough for two days.") == []
+    assert any("names the diagnosis" in f for f in leak_check(pack, vignette, "I think it's influenza, honestly."))
+    assert any("Pneumonia" in f for f in leak_check(pack, vignette, "Could this be pneumonia?"))
+    assert any("bronchitis" in f for f in leak_check(pack, vignette, "My friend had bronchitis once."))
+
+
+def test_played_patient_turns_are_leak_checked(pack, vignette) -> None:
+    from diagnostician.bench.agents import llm_patient
+
+    patient_client = ScriptedClient(["Yes, a high fever.", "It's influenza, I'm sure."])
+    answer = llm_patient(patient_client, vignette)
+    doctor = ScriptedClient(["Do you have a fever?", "Any idea what it is?", CLEAN])
+    row = run_llm_agent(doctor, pack, vignette, patient_answer=answer)
+    assert row["ended"] and row["transcript"][2]["text"] == "Yes, a high fever."
+    assert len(row["leaks"]) == 1 and "names the diagnosis" in row["leaks"][0]["flags"][0]
+    story = patient_client.calls[0][0]["content"]
+    assert "Two days of high fever" in story and "Never name a diagnosis" in story  # the patient knows its story and the rules
+
+
+def test_cli_played_patient_needs_a_chat_agent(tmp_path) -> None:
+    path = tmp_path / "avey.jsonl"
+    path.write_text(json.dumps(AVEY) + "\n", encoding="utf-8")
+    assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--patient", "llm"), "--agent openai")
+    assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--patient", "actor"), "deterministic")

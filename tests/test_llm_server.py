@@ -131,19 +131,9 @@ def test_healthbench_grading_with_a_real_grader(client, pack):
     print("healthbench grading:", {k: summary[k] for k in ("score", "unparseable_verdicts", "grader_errors")})
 
 
-def test_unavailable_after_the_server_stops(llama, pack):
-    # Last in the module on purpose: it stops the module's server (stop is idempotent for the fixture).
-    llama.stop()
-    with LLMClient(LLMConfig(llama.url, "gemma-3-270m", timeout_s=5, retries=1)) as c:
-        with pytest.raises(LLMUnavailable, match=rf"127\.0\.0\.1:{llama.port}.*down or unreachable"):
-            c.chat([{"role": "user", "content": "hello"}])
-        out = phrase_question(c, pack, pack.finding("E_91").question, Grounding(pack=pack), proxy=False)
-    assert not out.used_llm and out.text == pack.finding("E_91").question
-
-
 def test_llm_doctor_on_a_vignette(client, pack, tmp_path):
     # The plumbing of the vignette bench's chat-model doctor against a real server; the base model's medicine is not judged.
-    from diagnostician.bench.agents import run_llm_agent
+    from diagnostician.bench.agents import llm_patient, run_llm_agent
     from diagnostician.bench.vignettes import load_vignettes
 
     p = tmp_path / "avey.jsonl"
@@ -154,7 +144,20 @@ def test_llm_doctor_on_a_vignette(client, pack, tmp_path):
     (v,) = load_vignettes(p)
     row = run_llm_agent(client, pack, v, max_turns=3, max_tokens=96)
     assert row["id"] == v.id and row["transcript"][0] == {"role": "patient", "text": v.opening}
-    assert len(row["transcript"]) >= 2 or row["error"]
+    assert row["error"] is None and len(row["transcript"]) >= 2
+    # The same model also plays the patient: its turns are leak-checked, whatever it says.
+    played = run_llm_agent(client, pack, v, max_turns=2, max_tokens=64, patient_answer=llm_patient(client, v, max_tokens=48))
+    assert played["error"] is None and isinstance(played["leaks"], list) and len(played["transcript"]) >= 2
     assert 0 <= row["turns"] <= 3 and isinstance(row["differential"], list)
     json.dumps(row)
     print("llm doctor:", {k: row[k] for k in ("ended", "turns", "malformed", "error", "differential", "triage")})
+
+
+def test_unavailable_after_the_server_stops(llama, pack):
+    # Last in the module on purpose: it stops the module's server (stop is idempotent for the fixture).
+    llama.stop()
+    with LLMClient(LLMConfig(llama.url, "gemma-3-270m", timeout_s=5, retries=1)) as c:
+        with pytest.raises(LLMUnavailable, match=rf"127\.0\.0\.1:{llama.port}.*down or unreachable"):
+            c.chat([{"role": "user", "content": "hello"}])
+        out = phrase_question(c, pack, pack.finding("E_91").question, Grounding(pack=pack), proxy=False)
+    assert not out.used_llm and out.text == pack.finding("E_91").question

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
+from diagnostician.bench.scoring import normalise_diagnosis
 from diagnostician.bench.vignettes import Vignette, VignettePatient
+from diagnostician.dialogue.grounding import grounding_of
 from diagnostician.dialogue.llm import LLMUnavailable
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, read_text
 from diagnostician.errors import InputError
@@ -231,8 +233,19 @@ def answer_in_words(pack: Pack, patient: VignettePatient, question: str) -> str:
 # ---------------------------------------------------------------------------------------------- the consultation
 
 
-def run_llm_agent(client: ChatClient, pack: Pack, vignette: Vignette, max_turns: int = 20, max_tokens: int = 400) -> dict[str, Any]:
-    """One consultation of a chat model with the vignette patient, as a bench row (the engine's shape plus malformed and error)."""
+def run_llm_agent(
+    client: ChatClient,
+    pack: Pack,
+    vignette: Vignette,
+    max_turns: int = 20,
+    max_tokens: int = 400,
+    patient_answer: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """One consultation of a chat model with the vignette patient, as a bench row (the engine's shape plus malformed and error).
+
+    `patient_answer` (question → answer) replaces the deterministic patient, e.g. `llm_patient`; its
+    turns are then leak-checked and the flagged ones listed under `leaks`.
+    """
     if max_turns < 1:
         raise ValueError("max_turns must be at least 1")
     patient = VignettePatient(pack, vignette)
@@ -240,7 +253,7 @@ def run_llm_agent(client: ChatClient, pack: Pack, vignette: Vignette, max_turns:
     transcript: list[dict[str, str]] = [{"role": "patient", "text": vignette.opening}]
     row: dict[str, Any] = {"id": vignette.id, "diagnosis": vignette.diagnosis, "urgency": vignette.urgency, "ended": False,
                            "transcript": transcript, "differential": [], "triage": None, "tests": [], "turns": 0,
-                           "malformed": False, "error": None}  # fmt: skip
+                           "malformed": False, "error": None, "leaks": []}  # fmt: skip
     questions = 0
     nudged = False
     try:
@@ -259,6 +272,11 @@ def run_llm_agent(client: ChatClient, pack: Pack, vignette: Vignette, max_turns:
             questions += 1
             if questions >= max_turns:
                 answer, nudged = FINAL_NUDGE, True
+            elif patient_answer is not None:
+                answer = patient_answer(reply)
+                flags = leak_check(pack, vignette, answer)
+                if flags:
+                    row["leaks"].append({"turn": len(transcript), "flags": flags})
             else:
                 answer = answer_in_words(pack, patient, reply)
             messages.append({"role": "user", "content": answer})
@@ -267,3 +285,51 @@ def run_llm_agent(client: ChatClient, pack: Pack, vignette: Vignette, max_turns:
         row["error"] = str(exc)
     row["turns"] = questions
     return row
+
+
+# ---------------------------------------------------------------------------------------------
+# A patient played by a language model, and the check that it does not give the game away
+
+PATIENT_PROMPT = """\
+You are role-playing a patient talking to a doctor in a text chat. This is your story:
+
+{story}
+
+Rules:
+- Answer only what the doctor asks, in one or two short sentences, in plain everyday words.
+- Never name a diagnosis, never guess what you have, and do not use medical terms.
+- If your story does not say, answer that you have not noticed it or do not know.
+"""
+# Why stateless (story + one question per call): each answer depends only on the story and the
+# question, so a run is reproducible at temperature 0 and one confused answer does not carry over.
+
+_JARGON = re.compile(r"\b[a-z]{3,}(?:itis|osis|emia|aemia|algia|ectomy|pathy|oma|plasia|trophy)\b", re.IGNORECASE)
+
+
+def llm_patient(client: ChatClient, vignette: Vignette, max_tokens: int = 120) -> Callable[[str], str]:
+    """A patient played by a chat model from the vignette's text: question in, short lay answer out."""
+    system = PATIENT_PROMPT.format(story=vignette.text[:MAX_CHARS])
+
+    def answer(question: str) -> str:
+        reply = client.chat([{"role": "system", "content": system}, {"role": "user", "content": question}], max_tokens=max_tokens, temperature=0.0)
+        return reply.strip() if isinstance(reply, str) and reply.strip() else NOT_SURE
+
+    return answer
+
+
+def leak_check(pack: Pack, vignette: Vignette, text: str) -> list[str]:
+    """Why a patient turn gives too much away: it names the diagnosis, or uses clinical terms the vignette does not."""
+    flags = []
+    gold = normalise_diagnosis(re.sub(r"\([^)]*\)", "", vignette.diagnosis))
+    words = set(normalise_diagnosis(text).split())
+    if gold and set(gold.split()) <= words:
+        flags.append(f"names the diagnosis ({vignette.diagnosis})")
+    story = vignette.text.lower()
+    for code in sorted(grounding_of(text, pack).conditions):
+        name = pack.conditions[pack.condition_index[code]].name
+        if name.lower() not in story:
+            flags.append(f"names a condition the vignette does not: {name}")
+    for term in sorted({m.group(0).lower() for m in _JARGON.finditer(text)}):
+        if term not in story:
+            flags.append(f"clinical term not in the vignette: {term}")
+    return flags

@@ -250,8 +250,10 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
             f"--agent {args.agent}: unknown agent; choose engine (only the built-in engine, the default) "
             "or openai (any OpenAI-compatible chat model: DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or --llm-config FILE)"
         )
-    if args.patient != "deterministic":
-        raise InputError(f"--patient {args.patient}: only the deterministic vignette patient is available so far")
+    if args.patient not in ("deterministic", "llm"):
+        raise InputError(f"--patient {args.patient}: choose deterministic (the default) or llm")
+    if args.patient == "llm" and args.agent != "openai":
+        raise InputError("--patient llm answers in free text: use it with --agent openai (the engine asks by finding code)")
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
     if args.workers < 1:
@@ -274,8 +276,16 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         client = LLMClient(config)
         agent = f"openai:{config.model}"
 
+        patient_client: Any = None
+        if args.patient == "llm":
+            from diagnostician.bench.agents import llm_patient
+
+            patient_config = LLMConfig.from_env(args.patient_config, prefix="DIAGNOSTICIAN_PATIENT_") or config
+            patient_client = LLMClient(patient_config)
+
         def llm_consult(v: Any) -> dict[str, Any]:
-            return run_llm_agent(client, pack, v)
+            answer = llm_patient(patient_client, v) if patient_client is not None else None
+            return run_llm_agent(client, pack, v, patient_answer=answer)
 
         consult = llm_consult
 
@@ -296,7 +306,10 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         if client is not None:
             client.close()
     summary = triage_summary(results) if kind == "triage" else diagnosis_summary(pack, results)
-    summary.update(agent=agent, patient="deterministic", pack=f"{pack.name} {pack.version}", file=str(args.cases))
+    summary.update(agent=agent, patient=args.patient, pack=f"{pack.name} {pack.version}", file=str(args.cases))
+    if args.patient == "llm":
+        # Dialogues where the played patient named the diagnosis or used clinical terms the vignette does not.
+        summary["leaky_dialogues"] = [r["id"] for r in results if r.get("leaks")]
     if client is not None:
         summary.update(malformed=sum(bool(r.get("malformed")) for r in results), errors=sum(bool(r.get("error")) for r in results))
     keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "top1", "top3", "top5", "turns", "ended")
@@ -510,7 +523,8 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--cases", required=True, help="vignette JSONL file")
         bv.add_argument("--agent", default="engine", help="the agent under test: engine, or openai (the configured OpenAI-compatible chat model)")
         bv.add_argument("--llm-config", metavar="FILE", help="with --agent openai: TOML file with an [llm] table (base_url, model, api_key)")
-        bv.add_argument("--patient", default="deterministic", help="the simulated patient (deterministic)")
+        bv.add_argument("--patient", default="deterministic", help="the simulated patient: deterministic, or llm (with --agent openai)")
+        bv.add_argument("--patient-config", metavar="FILE", help="TOML [llm] table of the patient model (else DIAGNOSTICIAN_PATIENT_*, else the agent's)")
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
         bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
