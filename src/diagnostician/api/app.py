@@ -181,7 +181,7 @@ def _router() -> APIRouter:
         responses=_problems(404),
     )
     def get_audit(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
-        """Each answer and undo: time, finding code, triage level after it, pack version, API key name (never the answer value)."""
+        """Each answer and undo: time, finding code, the coded answer (never free text), triage level after it, pack version, API key name."""
         return service.audit(consultation_id, key_name)
 
     @r.get(
