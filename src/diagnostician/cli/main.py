@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from diagnostician import __version__
 from diagnostician.errors import DiagnosticianError, InputError, SessionError
@@ -508,23 +508,19 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from diagnostician.consult.migrations import upgrade
     from diagnostician.consult.store import open_store, redact_url
 
-    url = _migration_url(args)
+    url = _store_url(args)
     if url.lower().startswith("sqlite:"):
         # SQLiteStore creates the file private (0600) with the same schema; the migration then only stamps it.
         open_store(url).close()
-    try:
-        upgrade(url)
-    except DiagnosticianError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - driver and SQLAlchemy errors become one line, never a traceback
-        raise _migration_error(url, exc) from exc
+    _migrating(url, lambda: upgrade(url))
     if not url.lower().startswith("sqlite:"):
         open_store(url).close()  # proves the schema is now what the server expects
     print(f"{redact_url(url)}: schema at the newest revision", file=sys.stderr)
     return EXIT_OK
 
 
-def _migration_url(args: argparse.Namespace) -> str:
+def _store_url(args: argparse.Namespace) -> str:
+    """The database named by --url, else the SQLite file of --data-dir, else the environment's, as for `serve`."""
     from dataclasses import replace
 
     from diagnostician.api.settings import Settings
@@ -532,14 +528,20 @@ def _migration_url(args: argparse.Namespace) -> str:
     settings = Settings.from_env()
     if args.data_dir:
         settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
-    return args.url or settings.store_url
+    return getattr(args, "url", None) or settings.store_url
 
 
-def _migration_error(url: str, exc: Exception) -> DiagnosticianError:
+def _migrating(url: str, step: Callable[[], Any]) -> Any:
+    """Run one migration step; driver, SQLAlchemy and Alembic errors become one line naming the database, never a traceback."""
     from diagnostician.consult.store import StoreError, redact_url
 
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StoreError(f"cannot migrate {redact_url(url)}: {first}")
+    try:
+        return step()
+    except DiagnosticianError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"cannot migrate {redact_url(url)}: {first}") from exc
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
@@ -547,13 +549,8 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     from diagnostician.consult.migrations import current_revision, head_revision
     from diagnostician.consult.store import redact_url
 
-    url = _migration_url(args)
-    try:
-        current = current_revision(url)
-    except DiagnosticianError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - driver errors become one line
-        raise _migration_error(url, exc) from exc
+    url = _store_url(args)
+    current = _migrating(url, lambda: current_revision(url))
     head = head_revision()
     state = "up to date" if current == head else "needs `diagnostician db upgrade`"
     print(f"{redact_url(url)}: revision {current or 'none'}, newest {head} ({state})")
@@ -565,13 +562,8 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     from diagnostician.consult.migrations import downgrade
     from diagnostician.consult.store import redact_url
 
-    url = _migration_url(args)
-    try:
-        downgrade(url, args.to)
-    except DiagnosticianError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - driver and Alembic errors become one line, never a traceback
-        raise _migration_error(url, exc) from exc
+    url = _store_url(args)
+    _migrating(url, lambda: downgrade(url, args.to))
     print(f"{redact_url(url)}: schema at revision {args.to}", file=sys.stderr)
     return EXIT_OK
 
@@ -581,15 +573,9 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
 
 def _key_store(args: argparse.Namespace) -> Any:
     """The store named by --data-dir, or by the environment as for `serve`."""
-    from dataclasses import replace
-
-    from diagnostician.api.settings import Settings
     from diagnostician.consult.store import open_store
 
-    settings = Settings.from_env()
-    if args.data_dir:
-        settings = replace(settings, data_dir=Path(args.data_dir).expanduser().resolve(), database_url=None)
-    return open_store(settings.store_url)
+    return open_store(_store_url(args))
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -120,12 +120,13 @@ def _printer(plain: bool) -> Any:
     return lambda text: con.print(Markdown(text), "")
 
 
-def _llm_client(args: argparse.Namespace) -> Any:
+def _llm_client(args: argparse.Namespace, flag: str = "--llm") -> Any:
+    """A client for the configured OpenAI-compatible server; a one-line error naming `flag` when none is configured."""
     from diagnostician.dialogue.llm import LLMClient, LLMConfig
 
-    config = LLMConfig.from_env(args.llm_config)
+    config = LLMConfig.from_env(getattr(args, "llm_config", None))
     if config is None:
-        raise InputError("--llm needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
+        raise InputError(f"{flag} needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
     return LLMClient(config)
 
 
@@ -270,10 +271,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         from diagnostician.bench.agents import run_llm_agent
         from diagnostician.dialogue.llm import LLMClient, LLMConfig
 
-        config = LLMConfig.from_env(getattr(args, "llm_config", None))
-        if config is None:
-            raise InputError("--agent openai needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
-        client = LLMClient(config)
+        client = _llm_client(args, "--agent openai")
+        config = client.config
         agent = f"openai:{config.model}"
 
         patient_client: Any = None
@@ -410,14 +409,9 @@ def cmd_bench_healthbench(args: argparse.Namespace) -> int:
     clients: list[Any] = []
     try:
         if args.agent == "openai":
-            from diagnostician.dialogue.llm import LLMConfig
-
-            config = LLMConfig.from_env(args.llm_config)
-            if config is None:
-                raise InputError("--agent openai needs a server: set DIAGNOSTICIAN_LLM_BASE_URL and DIAGNOSTICIAN_LLM_MODEL, or pass --llm-config FILE")
-            agent_client = LLMClient(config)
+            agent_client = _llm_client(args, "--agent openai")
             clients.append(agent_client)
-            agent = f"openai:{config.model}"
+            agent = f"openai:{agent_client.config.model}"
 
             def reply_fn(messages: Any) -> str:
                 return llm_reply(agent_client, messages)
