@@ -212,7 +212,7 @@ class QuestionOut(BaseModel):
     scale: bool = Field(description="A categorical 0–10 style scale.")
     answers: list[AnswerChoice] = Field(description="Allowed values with their labels; null means don't know.")
     hint: str = Field(description="How to answer in typed text.")
-    phase: Literal["diagnostic", "review"]
+    phase: Literal["screening", "diagnostic", "review"]
     reason: str = Field(description="Why this question is asked, in plain words.")
     expected_gain_bits: float = Field(description="Expected information gain about the condition, in bits.")
     safety_gain_bits: float = Field(description="Expected information about whether the condition is dangerous, in bits.")

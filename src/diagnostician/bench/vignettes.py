@@ -28,6 +28,7 @@ from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
 from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
 from diagnostician.engine.posterior import AnswerValue
 from diagnostician.errors import CaseFileError
+from diagnostician.knowledge.lexicon import load_lexicon
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Pack
 
 
@@ -91,16 +92,26 @@ def load_vignettes(path: str | Path) -> list[Vignette]:
 
 
 class VignettePatient:
-    """Answers a finding's question from what the vignette's text states or denies (unmentioned: absent)."""
+    """Answers a finding's question from what the vignette's text states or denies (unmentioned: absent).
+
+    One exception to "unmentioned is absent", for packs whose lexicon marks its implications as
+    characterisations: a narrower finding whose broader one the vignette states ("sharp" belly
+    pain when it says "abdominal pain") is unknown, not denied; the text does not say which kind
+    of pain it is.
+    """
 
     def __init__(self, pack: Pack, vignette: Vignette) -> None:
         self.pack = pack
         self.said = {m.code: m for m in read_text(pack, vignette.text[:MAX_CHARS]).mentions}
+        lexicon = load_lexicon(pack)
+        self.broader = lexicon.implies if lexicon.characterises else {}
 
     def answer(self, code: str) -> AnswerValue:
         """The patient's answer to the question on `code`."""
         f = self.pack.finding(code)
         m = self.said.get(code)
+        if m is None and any(self.said.get(b) is not None and self.said[b].polarity == PRESENT for b in self.broader.get(code, ())):
+            return None
         if m is None or m.polarity == ABSENT:
             return f.absent_value()
         if m.polarity != PRESENT:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -405,6 +406,9 @@ def cmd_pack_info(args: argparse.Namespace) -> int:
         "findings": len(pack.findings),
         "likelihood_columns": int(pack.p.shape[1]),
         "red_flags": len(pack.red_flags),
+        "tests": len(pack.tests),
+        "body_systems": dict(sorted(Counter(c.system for c in pack.conditions if c.system).items())),
+        "triage_levels": dict(Counter(c.triage for c in pack.conditions)),
         "differential_model": bool(pack.differential_model),
         "review_status": pack.meta.get("review_status"),
         "license": pack.meta.get("license"),
@@ -414,13 +418,23 @@ def cmd_pack_info(args: argparse.Namespace) -> int:
 
 
 def cmd_pack_build(args: argparse.Namespace) -> int:
-    """Rebuild the DDXPlus pack from the shared data."""
-    from diagnostician.knowledge.build_ddxplus import write
+    """Rebuild a shipped pack (ddxplus or broad) from the shared data and its curated sources."""
+    out = args.out or str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / args.pack)
+    if args.pack == "ddxplus":
+        from diagnostician.knowledge.build_ddxplus import write
 
-    if not Path(args.data, "ddxplus", "release_evidences.json").exists():
-        raise InputError(f"{args.data} does not hold ddxplus/ and ddxplus-fr/")
-    write(args.data, args.out)
-    print(f"wrote {args.out}", file=sys.stderr)
+        if not Path(args.data, "ddxplus", "release_evidences.json").exists():
+            raise InputError(f"{args.data} does not hold ddxplus/ and ddxplus-fr/")
+        write(args.data, out)
+    elif args.pack == "broad":
+        from diagnostician.knowledge import build_broad
+
+        if not Path(args.data, "symcat", "symcat_conditions_801.json").exists() or not Path(args.data, "medlineplus").is_dir():
+            raise InputError(f"{args.data} does not hold symcat/ and medlineplus/")
+        build_broad.write(build_broad.build(args.data, leak=args.leak), out)
+    else:
+        raise InputError(f"--pack {args.pack}: only ddxplus and broad are built from shared data")
+    print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -727,9 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
     pi = psub.add_parser("info", help="describe a pack")
     pi.add_argument("--pack", default="ddxplus")
     pi.set_defaults(func=cmd_pack_info)
-    pb = psub.add_parser("build", help="rebuild the DDXPlus pack from the DDXPlus files")
+    pb = psub.add_parser("build", help="rebuild a shipped pack (ddxplus, or broad from SymCAT/MedlinePlus/DDXPlus and the curated tables)")
+    pb.add_argument("--pack", default="ddxplus", choices=("ddxplus", "broad"))
     pb.add_argument("--data", default="../shared/data")
-    pb.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "knowledge" / "packs" / "ddxplus"))
+    pb.add_argument("--out", help="output folder (default: the shipped pack's folder)")
+    pb.add_argument("--leak", type=float, default=0.01, help="broad pack: P(symptom | condition) for symptoms no source lists (default 0.01)")
     pb.set_defaults(func=cmd_pack_build)
     pt = psub.add_parser("train", help="retrain the differential model from DDXPlus patients (English dev file)")
     pt.add_argument("--cases", default="../shared/data/ddxplus/patients_test_en_dev.csv")

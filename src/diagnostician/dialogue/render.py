@@ -51,6 +51,8 @@ def answer_menu(f: Finding) -> list[tuple[int, str, AnswerValue]]:
 def reason(pack: Pack, q: Question) -> str:
     """Why this question is asked, in plain words."""
     lead = ", ".join(f"{name} ({p:.0%})" for name, p in q.separates[:4])
+    if q.phase == "screening":
+        return f"Screening for a danger sign ({q.screens.replace('_', ' ')}): with what you have, this answer decides whether you need urgent care."
     if q.phase == "review":
         return (
             f"To complete the picture for the differential: about {q.p_present:.0%} chance this is present. "
@@ -122,6 +124,8 @@ def plain_reason(pack: Pack, q: Question) -> str:
     """Why this question is asked, in a sentence a patient understands."""
     names = [name for name, _ in q.separates[:3]]
     listed = ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else "the conditions that fit so far"
+    if q.phase == "screening":
+        return "I ask to make sure you do not have a danger sign that needs urgent care."
     if q.phase == "review":
         return f"I ask to complete the picture before I summarise: the answer matters for {listed}."
     out = f"I ask because your answer helps tell apart conditions that fit so far: {listed}."

@@ -11,6 +11,8 @@ from diagnostician.engine.differential import LIST_FLOOR, differential
 from diagnostician.engine.explain import Explanation, explain
 from diagnostician.engine.posterior import State, posterior
 from diagnostician.engine.triage import TriagePolicy, TriageResult, triage
+from diagnostician.engine.workup import BASIS as TESTS_BASIS
+from diagnostician.engine.workup import TestSuggestion, suggest_tests
 from diagnostician.knowledge.schema import Pack
 
 NOTICE = (
@@ -45,6 +47,7 @@ class Assessment:
     notice: str = NOTICE
     stop_reason: str = ""
     ranking: tuple[str, ...] = field(default=(), repr=False)  # all condition codes, most likely first
+    tests: tuple[TestSuggestion, ...] = ()  # examinations and tests that would settle the differential
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -67,6 +70,7 @@ class Assessment:
             ],
             "questions_asked": self.questions_asked,
             "stop_reason": self.stop_reason,
+            **({"tests": {"basis": TESTS_BASIS, "suggested": [asdict(t) for t in self.tests]}} if self.tests else {}),
             "notice": self.notice,
         }
 
@@ -104,4 +108,5 @@ def assess(
         questions_asked=len(state.answers) if questions_asked is None else questions_asked,
         stop_reason=stop_reason,
         ranking=tuple(pack.conditions[i].code for i in order),
+        tests=tuple(suggest_tests(pack, post)),
     )

@@ -10,6 +10,13 @@ Binary and categorical answers are exact. A multi-choice answer is a set of valu
 independent given the condition; its IG is scored by the upper bound Σ_v I(C; A_v), capped at H(C).
 A question whose parent question (e.g. "where is the pain" under "do you have pain") has not been
 answered "yes" is not asked.
+
+Red-flag screening comes first: when a finding named in a red flag's `ask_when` is present, the
+flag's unanswered findings are asked before any diagnostic question (phase "screening"), the one
+most likely present under the current posterior first, as a clinician screens chest pain for
+breathlessness and sweating at once. At most `max_screening` such questions are asked; the
+remaining danger findings stay open to the diagnostic phase, whose safety term scores them.
+Screening questions count toward the budget but are never cut by the stopping rule.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class InquiryPolicy:
     review: bool = True  # after the diagnostic phase, review likely findings for the differential
     review_threshold: float = 0.15  # ask review questions whose answer is 'present' with at least this probability
     danger_rank: int = 1  # conditions with triage rank ≤ this count as dangerous (0 emergency, 1 within 24 h)
+    max_screening: int = 5  # red-flag screening questions before the diagnostic phase takes over
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,12 @@ class Question:
     """The next question and why it is asked."""
 
     code: str
-    phase: str  # "diagnostic" or "review"
+    phase: str  # "screening", "diagnostic" or "review"
     expected_gain: float  # nats of information about the condition
     safety_gain: float  # nats of information about whether the condition is dangerous
     p_present: float  # predicted probability the answer reports the finding present
     separates: tuple[tuple[str, float], ...] = field(default=())  # (condition, P(present | condition))
+    screens: str = ""  # id of the red flag this screening question checks
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,42 @@ class _Tables:
     cat_finding: np.ndarray  # (F,) finding is categorical
     present_col: np.ndarray  # (K,) column means "present" (not a categorical default)
     parent: np.ndarray  # (F,) parent finding index or −1
+    p_mat: _ColumnBase  # P(column | condition) for products with a weight vector over conditions
+    h_mat: _ColumnBase  # h_cell likewise
+
+
+# Below this share of cells differing from their column's most common value, products go sparse.
+SPARSE_DENSITY = 0.15
+
+
+@dataclass(frozen=True)
+class _ColumnBase:
+    """A (C, K) matrix as a per-column base value plus the cells that differ (sparse when few do)."""
+
+    dense: np.ndarray | None
+    base: np.ndarray  # (K,)
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray  # cell − base
+
+    @staticmethod
+    def of(m: np.ndarray) -> "_ColumnBase":
+        """Split m into column bases and deviations; keep it dense when deviations are many."""
+        base = np.zeros(m.shape[1])
+        for k, col in enumerate(m.T):
+            values, counts = np.unique(col, return_counts=True)
+            base[k] = values[counts.argmax()]
+        dev = m - base[None, :]
+        rows, cols = np.nonzero(dev)
+        if len(rows) > SPARSE_DENSITY * m.size:
+            return _ColumnBase(m, base, rows[:0], cols[:0], dev[rows[:0], cols[:0]])
+        return _ColumnBase(None, base, rows, cols, dev[rows, cols])
+
+    def left(self, w: np.ndarray) -> np.ndarray:
+        """w @ matrix for a weight vector w over conditions."""
+        if self.dense is not None:
+            return w @ self.dense
+        return w.sum() * self.base + np.bincount(self.cols, weights=w[self.rows] * self.vals, minlength=len(self.base))
 
 
 @lru_cache(maxsize=16)
@@ -86,6 +131,8 @@ def _tables(pack: Pack) -> _Tables:
         cat_finding=np.array([f.kind == CATEGORICAL for f in pack.findings]),
         present_col=present_col,
         parent=parent,
+        p_mat=_ColumnBase.of(p),
+        h_mat=_ColumnBase.of(h_cell),
     )
 
 
@@ -117,13 +164,13 @@ def askable(pack: Pack, state: State) -> np.ndarray:
 def scores(pack: Pack, p: np.ndarray, danger: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(IG, safety gain, P(present)) of every finding under posterior p; all vectorised over findings."""
     t = _tables(pack)
-    a = p @ pack.p  # P(column) under the posterior (two matrix-vector products beat one tiny matrix product)
+    a = t.p_mat.left(p)  # P(column) under the posterior
     h_a = _entropy_cols(t, a)
     h_post = float(-(p * np.log(np.maximum(p, 1e-300))).sum())
-    ig = np.minimum(np.add.reduceat(h_a - p @ t.h_cell, t.starts), h_post)
+    ig = np.minimum(np.add.reduceat(h_a - t.h_mat.left(p), t.starts), h_post)
     p_d = float(p[danger].sum())
     if 1e-6 < p_d < 1 - 1e-6:
-        a_d = (p * danger) @ pack.p  # P(column, dangerous)
+        a_d = t.p_mat.left(p * danger)  # P(column, dangerous)
         col_s = h_a - p_d * _entropy_cols(t, a_d / p_d) - (1 - p_d) * _entropy_cols(t, (a - a_d) / (1 - p_d))
         h_d = -(p_d * np.log(p_d) + (1 - p_d) * np.log(1 - p_d))
         safety = np.minimum(np.maximum(np.add.reduceat(col_s, t.starts), 0.0), h_d)
@@ -162,6 +209,31 @@ def should_stop(
     return StopDecision(False, "")
 
 
+def screening_candidates(pack: Pack, state: State) -> tuple[dict[int, str], int]:
+    """Unanswered findings of red flags a present finding asks to screen for (index → flag id), and how many were answered."""
+    candidates: dict[int, str] = {}
+    screened = 0
+    if not any(r.ask_when for r in pack.red_flags):
+        return candidates, screened
+    answered = state.answered
+    present = {code for code, a in answered.items() if a.is_positive(pack)}
+    asked: set[str] = set()
+    for rf in pack.red_flags:
+        if not present.intersection(rf.ask_when):
+            continue
+        # A flag one of whose findings was denied can no longer fire: nothing left to screen.
+        if any(code in answered and not answered[code].is_positive(pack) and not answered[code].unknown for code, _ in rf.when):
+            asked.update(code for code, _ in rf.when if code in answered and code not in rf.ask_when)
+            continue
+        for code, _ in rf.when:
+            if code in answered:
+                if code not in rf.ask_when:
+                    asked.add(code)
+            else:
+                candidates.setdefault(pack.finding_index[code], rf.id)
+    return candidates, len(asked)
+
+
 def next_question(pack: Pack, state: State, policy: InquiryPolicy = InquiryPolicy(), max_questions: int | None = None) -> Question | None:
     """The most useful next question, or None when the inquiry should stop."""
     budget = policy.max_questions if max_questions is None else max_questions
@@ -173,6 +245,12 @@ def next_question(pack: Pack, state: State, policy: InquiryPolicy = InquiryPolic
         return None
     danger = dangerous(pack, policy)
     ig, safety, pres = scores(pack, p, danger)
+    candidates, screened = screening_candidates(pack, state)
+    candidates = {i: flag for i, flag in candidates.items() if mask[i]}
+    if candidates and screened < policy.max_screening:
+        # The danger sign most likely present under the current differential first.
+        i = max(sorted(candidates), key=lambda j: pres[j])
+        return Question(pack.findings[i].code, "screening", float(ig[i]), float(safety[i]), float(pres[i]), separates(pack, p, i), candidates[i])
     score = np.where(mask, ig + policy.safety_weight * safety, -np.inf)
     best = int(np.argmax(score))
     diag_done = should_stop(pack, state, policy, p, budget).stop or score[best] < policy.min_gain

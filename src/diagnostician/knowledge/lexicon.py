@@ -57,6 +57,10 @@ class Lexicon:
     scales: dict[str, ValueLexicon]
     measurements: dict[str, Measurement] = field(default_factory=dict)
     implies: dict[str, tuple[str, ...]] = field(default_factory=dict)  # finding → findings its report presupposes
+    # True when every implication only specifies its broader finding ("sharp chest pain" of "chest pain"),
+    # rather than adding to it ("coughing up blood" to "cough"): then a text naming only the broader
+    # finding leaves the narrower one open, not denied.
+    characterises: bool = False
 
 
 def _terms(raw: Any, where: str) -> tuple[str, ...]:
@@ -147,6 +151,7 @@ def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
         scales=scales,
         measurements=measurements,
         implies=implies,
+        characterises=bool(raw_implies.get("kind") == "characterises"),
     )
 
 

@@ -68,6 +68,10 @@ class Condition:
     symptoms: tuple[str, ...] = ()
     antecedents: tuple[str, ...] = ()
     source: str = ""
+    system: str = ""  # body system / department
+    synonyms: tuple[str, ...] = ()
+    tests: tuple[str, ...] = ()  # ids of the pack's test catalogue that bear on this condition
+    rationale: str = ""  # why this triage level (curated packs)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,18 @@ class RedFlag:
     level: str
     advice: str
     basis: str
+    ask_when: tuple[str, ...] = ()  # findings whose presence makes the inquiry screen for this flag at once
+
+
+@dataclass(frozen=True)
+class Test:
+    """An examination or test the pack can suggest, with the conditions it bears on."""
+
+    id: str
+    name: str
+    kind: str  # "exam", "lab", "imaging", "procedure"
+    source: str = ""
+    generic: bool = False  # too unspecific to suggest (e.g. "blood tests")
 
 
 @dataclass(frozen=True, eq=False)  # identity equality: packs are hashable keys for derived-table caches
@@ -119,6 +135,11 @@ class Pack:
         order = np.argsort(self.col_finding, kind="stable")
         bounds = np.searchsorted(self.col_finding[order], np.arange(len(self.findings) + 1))
         return tuple(order[bounds[i] : bounds[i + 1]] for i in range(len(self.findings)))
+
+    @cached_property
+    def tests(self) -> tuple[Test, ...]:
+        """The examinations and tests the pack can suggest."""
+        return tuple(Test(t["id"], t["name"], t.get("kind", "lab"), t.get("source", ""), bool(t.get("generic", False))) for t in self.meta.get("tests", []))
 
     @cached_property
     def log_prior(self) -> np.ndarray:
@@ -177,6 +198,27 @@ def _read_json(path: Path) -> Any:
         raise PackError(f"pack file is not valid JSON: {path}: {exc}") from exc
 
 
+def _likelihood_arrays(tables: dict[str, Any], n_c: int, n_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (C, K) likelihoods and source codes, from a dense table or a sparse one.
+
+    Sparse form (large packs): "default_p" and "default_source" give each condition's value for
+    cells not listed (a number, or one per condition), and "cells" lists [condition, column, p, source].
+    """
+    if "cells" not in tables:
+        return np.asarray(tables["p"], dtype=float), np.asarray(tables["source"], dtype=np.int8)
+    p = np.empty((n_c, n_k))
+    src = np.empty((n_c, n_k), dtype=np.int8)
+    p[:] = np.asarray(tables["default_p"], dtype=float).reshape(-1, 1) if np.ndim(tables["default_p"]) else float(tables["default_p"])
+    src[:] = np.asarray(tables["default_source"], dtype=np.int8).reshape(-1, 1) if np.ndim(tables["default_source"]) else int(tables["default_source"])
+    cells = np.asarray(tables["cells"], dtype=float).reshape(-1, 4)
+    ci, kj = cells[:, 0].astype(int), cells[:, 1].astype(int)
+    if len(cells) and (ci.min() < 0 or ci.max() >= n_c or kj.min() < 0 or kj.max() >= n_k):
+        raise PackError("likelihoods.json: a cell names a condition or column out of range")
+    p[ci, kj] = cells[:, 2]
+    src[ci, kj] = cells[:, 3].astype(np.int8)
+    return p, src
+
+
 def _require(obj: dict[str, Any], key: str, where: str) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise PackError(f"{where}: missing field {key!r}")
@@ -219,6 +261,10 @@ def load_pack_dir(path: str | Path) -> Pack:
                 symptoms=tuple(c.get("symptoms", [])),
                 antecedents=tuple(c.get("antecedents", [])),
                 source=c.get("source", ""),
+                system=c.get("system", ""),
+                synonyms=tuple(c.get("synonyms", [])),
+                tests=tuple(c.get("tests", [])),
+                rationale=c.get("rationale", ""),
             )
             for c in meta["conditions"]
         )
@@ -229,12 +275,12 @@ def load_pack_dir(path: str | Path) -> Pack:
                 level=r["level"],
                 advice=r["advice"],
                 basis=r["basis"],
+                ask_when=tuple(r.get("ask_when", [])),
             )
             for r in meta.get("red_flags", [])
         )
         columns = tables["columns"]
-        p = np.asarray(tables["p"], dtype=float)
-        p_source = np.asarray(tables["source"], dtype=np.int8)
+        p, p_source = _likelihood_arrays(tables, len(conditions), len(columns))
         age_bands = tuple((int(lo), int(hi)) for lo, hi in tables["age"]["bands"])
         p_age = np.asarray(tables["age"]["p"], dtype=float)
         p_sex = np.asarray(tables["sex"]["p"], dtype=float)
@@ -279,6 +325,13 @@ def load_pack_dir(path: str | Path) -> Pack:
     for r in red_flags:
         if any(code not in f_index for code, _ in r.when) or r.level not in TRIAGE_LEVELS:
             raise PackError(f"red flag {r.id}: unknown finding or level")
+        if any(code not in f_index for code in r.ask_when):
+            raise PackError(f"red flag {r.id}: ask_when names an unknown finding")
+    test_ids = {t["id"] for t in meta.get("tests", []) if isinstance(t, dict) and "id" in t}
+    for c in conditions:
+        unknown = [t for t in c.tests if t not in test_ids]
+        if unknown:
+            raise PackError(f"condition {c.code}: unknown tests {unknown}")
     diff_path = root / "differential_model.json"
     diff_model = _read_json(diff_path) if diff_path.exists() else None
     alias_path = root / "aliases_fr.json"
@@ -315,8 +368,16 @@ _CACHE: dict[str, Pack] = {}
 
 
 def load_pack(name_or_path: str | Path = "ddxplus") -> Pack:
-    """Load a shipped pack by name, or a pack folder by path (cached per path)."""
+    """Load a shipped pack by name, a pack folder by path, or "broad+ddxplus" (cached per key).
+
+    "A+B" is pack A with pack B taking precedence inside B's scope (knowledge/compose.py).
+    """
     key = str(name_or_path)
+    if key not in _CACHE and "+" in key and not Path(key).exists():
+        from diagnostician.knowledge.compose import with_precedence
+
+        base, precise = key.split("+", 1)
+        _CACHE[key] = with_precedence(load_pack(base), load_pack(precise))
     if key not in _CACHE:
         candidate = PACKS_DIR / key
         path = candidate if (candidate / "pack.json").exists() else Path(key)

@@ -1,0 +1,673 @@
+"""Build the broad knowledge pack from SymCAT, MedlinePlus, the DDXPlus pack and the curated tables.
+
+Inputs (read-only): `<data>/symcat/*.json`, `<data>/medlineplus/medlineplus_893.json`, the shipped
+DDXPlus pack, and the curated tables in `sources/broad/` (conditions, findings, mappings, red
+flags, urgency, tests; all "not yet clinically reviewed"). Every likelihood cell carries a source
+code explained in pack.json; every prior states its basis. The output is deterministic: the
+shipped pack equals a fresh build byte for byte (tested where ../shared is present).
+
+Models (stated here and in pack.json):
+- SymCAT share s% of a listed symptom → P(symptom | condition) = s/100.
+- A symptom MedlinePlus lists for a condition without a SymCAT share gets the mean SymCAT share of
+  the symptoms MedlinePlus lists for conditions present in both sources (computed at build time).
+- DDXPlus statistics fill cells of conditions matched to DDXPlus, through the curated finding map,
+  where neither SymCAT nor MedlinePlus gives one.
+- Unlisted symptom → a leak probability LEAK (absent-symptom likelihoods are in no source; SymCAT
+  lists each condition's most frequent symptoms, so an unlisted one is rare with it).
+- Answer noise EPS as in the DDXPlus pack: p' = EPS + (1 − 2·EPS)·p, so no answer vetoes a condition.
+- Prior: Bayes' rule on SymCAT's two directions, P(c) ∝ P(c | s)·P(s) / P(s | c), solved by least
+  squares in log space over every (symptom, condition) pair both pages give; conditions outside
+  that graph get a stated low default.
+- Age and sex: SymCAT odds × the population share of each band (US Census 2010), with the curated
+  applicability (age range, sex, pregnancy) pushing impossible bands down to APPLICABILITY_FLOOR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import unicodedata
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from diagnostician.errors import PackError
+from diagnostician.knowledge.lexicon import LEXICON_FORMAT
+from diagnostician.knowledge.schema import PACK_FORMAT, TRIAGE_LEVELS, load_pack_dir
+
+PACK_VERSION = "0.1.0"
+SOURCES_DIR = Path(__file__).parent / "sources" / "broad"
+DDXPLUS_DIR = Path(__file__).parent / "packs" / "ddxplus"
+PACK_FILES = ("pack.json", "likelihoods.json", "lexicon_en.json")
+
+EPS = 1e-3
+LEAK = 0.01
+PRIOR_DEFAULT_QUANTILE = 0.25  # conditions without a Bayes-derived prior get this quantile of the derived ones
+APPLICABILITY_FLOOR = 1e-3  # relative weight of an age band or sex where the condition does not occur
+ODDS_FLOOR = 0.05  # SymCAT odds of 0 come from small samples: not impossibility
+PREGNANCY_P = 0.98  # P(pregnant | pregnancy-only condition): the curated applicability, softened by answer noise
+AGE_BANDS = ((0, 1), (1, 5), (5, 15), (15, 30), (30, 45), (45, 60), (60, 75), (75, 200))
+SYMCAT_BANDS = ("age-1-years", "age-1-4-years", "age-5-14-years", "age-15-29-years", "age-30-44-years", "age-45-59-years", "age-60-74-years", "age-75-years")
+# Share of the US population in each band (US Census 2010, Summary File 1, table QT-P1, rounded).
+POPULATION_BANDS = (0.013, 0.052, 0.133, 0.209, 0.200, 0.210, 0.122, 0.061)
+POPULATION_FEMALE = 0.508  # US Census 2010
+SEVERITY_OF = {"emergency": 1, "urgent_24h": 2, "see_doctor": 3, "self_care": 4}
+SYSTEMS = (
+    "cardiovascular", "respiratory", "ent", "gastrointestinal", "hepatobiliary", "renal_urinary", "female_reproductive",
+    "obstetric", "male_reproductive", "musculoskeletal", "neurological", "mental_health", "dermatology", "ophthalmology",
+    "endocrine_metabolic", "hematology_oncology", "infectious", "immunology_allergy", "congenital_genetic",
+    "injury_poisoning", "dental_oral", "general",
+)  # fmt: skip
+
+SOURCE_CODES = {
+    0: f"not listed for the condition in any source: leak probability LEAK={LEAK} (absent-symptom model)",
+    1: "SymCAT: share of the condition's patients reporting the symptom (symcat_conditions_801.json)",
+    2: "MedlinePlus lists the symptom for the condition without a frequency: mean SymCAT share of MedlinePlus-listed symptoms",
+    3: "DDXPlus statistics through the curated DDXPlus → broad finding map (packs/ddxplus likelihoods)",
+    4: "curated red-flag association with its stated basis (sources/broad/red_flag_findings.jsonl; not yet clinically reviewed)",
+    5: "curated applicability: pregnancy-only condition (sources/broad conditions tables)",
+    6: "implied by a narrower finding the condition lists (e.g. sharp chest pain is chest pain): at least the narrower one's probability",
+}
+
+
+def slug(text: str) -> str:
+    """Lowercase ASCII words joined by '-'."""
+    s = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", s).strip("-")
+
+
+def norm_name(text: str) -> str:
+    """A condition or test name in comparable form (parenthesised parts, punctuation and case removed)."""
+    s = re.sub(r"\(.*?\)", " ", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower())
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", s).split())
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a curated JSONL table; PackError naming the file and line when one is malformed."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise PackError(f"curated table missing: {path}") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PackError(f"{path.name}:{n}: not valid JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise PackError(f"{path.name}:{n}: each line must be a JSON object")
+        row["_where"] = f"{path.name}:{n}"
+        rows.append(row)
+    return rows
+
+
+def _tables(sources: Path, pattern: str) -> list[dict[str, Any]]:
+    files = sorted(sources.glob(pattern))
+    if not files:
+        raise PackError(f"no curated table {pattern} in {sources}")
+    return [r for f in files for r in read_jsonl(f)]
+
+
+def _need(row: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
+    if key not in row or not isinstance(row[key], kind) or (isinstance(row[key], str) and not row[key].strip() and key != "icd10"):
+        raise PackError(f"{row.get('_where', '?')} ({row.get('id') or row.get('cn') or row.get('code')}): missing or malformed field {key!r}")
+    return row[key]
+
+
+def _check_condition_row(row: dict[str, Any]) -> None:
+    for key in ("id", "name", "system", "urgency", "rationale", "sex"):
+        _need(row, key)
+    _need(row, "icd10")
+    where = f"{row['_where']} ({row['id']})"
+    if row["urgency"] not in TRIAGE_LEVELS:
+        raise PackError(f"{where}: urgency {row['urgency']!r} is not one of {TRIAGE_LEVELS}")
+    if row["system"] not in SYSTEMS:
+        raise PackError(f"{where}: system {row['system']!r} is not one of the fixed vocabulary")
+    if row["sex"] not in ("any", "F", "M"):
+        raise PackError(f"{where}: sex must be any, F or M")
+    lo, hi = row.get("age_min", 0), row.get("age_max", 120)
+    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 <= lo < hi <= 120):
+        raise PackError(f"{where}: age range {lo}–{hi} is not within 0–120")
+    if not isinstance(row.get("synonyms", []), list):
+        raise PackError(f"{where}: synonyms must be a list")
+
+
+# ------------------------------------------------------------------------------------------- findings
+
+
+def _finding_entry(row: dict[str, Any], code: str, source: str) -> dict[str, Any]:
+    where = f"{row['_where']} ({code})"
+    for key in ("label", "question"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise PackError(f"{where}: missing {key!r}")
+    terms = row.get("terms")
+    if not isinstance(terms, list) or not terms or not all(isinstance(t, str) and t.strip() for t in terms):
+        raise PackError(f"{where}: 'terms' must be a non-empty list of phrases")
+    system = row.get("system", "general")
+    if system not in SYSTEMS:
+        raise PackError(f"{where}: system {system!r} is not one of the fixed vocabulary")
+    return {"code": code, "kind": "binary", "question": row["question"].strip(), "label": row["label"].strip(), "system": system,
+            "terms": [t.strip().lower() for t in terms], "source": source}  # fmt: skip
+
+
+def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:
+    """Findings by code, the MedlinePlus concept → finding map, and the MedlinePlus phrases merged into each finding."""
+    findings: dict[str, dict[str, Any]] = {}
+    for row in _tables(sources, "findings_sc*.jsonl"):
+        code = _need(row, "id")
+        if code not in symcat_symptoms:
+            raise PackError(f"{row['_where']}: {code!r} is not a SymCAT symptom")
+        if code in findings:
+            raise PackError(f"{row['_where']}: duplicate finding {code!r}")
+        findings[code] = _finding_entry(row, code, f"SymCAT symptom '{symcat_symptoms[code]['name']}'; question and lay terms curated")
+    cn_map: dict[str, str] = {}
+    not_findings: set[str] = set()  # ids a row declared "not a finding": later rows naming them are not either
+    seen_cn: set[str] = set()
+    for row in _tables(sources, "findings_ml*.jsonl"):
+        cn, code = _need(row, "cn"), _need(row, "finding")
+        if cn in seen_cn:
+            raise PackError(f"{row['_where']}: duplicate concept {cn!r}")
+        seen_cn.add(cn)
+        if row.get("kind") == "not_a_finding" or (code in not_findings and code not in findings):
+            not_findings.add(code)
+            continue
+        if code not in findings:
+            if "label" not in row:
+                cn_map[cn] = code  # resolved below once the first row defining it has been read
+                continue
+            findings[code] = _finding_entry(row, code, f"MedlinePlus symptom concept {cn}; question and lay terms curated")
+        cn_map[cn] = code
+    for row in _tables(sources, "red_flag_findings*.jsonl"):
+        code = _need(row, "id")
+        if code in findings:
+            raise PackError(f"{row['_where']}: duplicate finding {code!r}")
+        findings[code] = _finding_entry(row, code, "curated red-flag finding (sources/broad/red_flag_findings.jsonl; not yet clinically reviewed)")
+    dangling = sorted(c for c in set(cn_map.values()) if c not in findings)
+    if dangling:
+        raise PackError(f"findings_ml: finding ids used without a definition: {dangling[:5]}")
+    return findings, cn_map, {}
+
+
+# ------------------------------------------------------------------------------------------- conditions
+
+
+def _symcat_prior_logs(symcat: dict[str, Any], symptoms: dict[str, Any]) -> dict[str, float]:
+    """log P(c) (up to a constant) of the SymCAT conditions both directions of the data connect."""
+    cond_ids = {f"cause-{k}": k for k in symcat}
+    eqs: list[tuple[str, str, float]] = []
+    for s_slug, s in symptoms.items():
+        for cause, info in (s.get("common_causes") or {}).items():
+            c = cond_ids.get(cause)
+            p_cs = float(info.get("probability") or 0.0) / 100.0
+            if c is None or p_cs <= 0:
+                continue
+            p_sc = float((symcat[c]["symptoms"].get(s_slug) or {}).get("probability") or 0.0) / 100.0
+            if p_sc > 0:
+                eqs.append((c, s_slug, float(np.log(p_cs) - np.log(p_sc))))
+    conds = sorted({c for c, _, _ in eqs})
+    syms = sorted({s for _, s, _ in eqs})
+    ci = {c: i for i, c in enumerate(conds)}
+    si = {s: len(conds) + i for i, s in enumerate(syms)}
+    a = np.zeros((len(eqs) + len(conds) + len(syms), len(conds) + len(syms)))
+    b = np.zeros(a.shape[0])
+    for r, (c, s, rhs) in enumerate(eqs):
+        a[r, ci[c]], a[r, si[s]], b[r] = 1.0, -1.0, rhs
+    # Weak ridge rows fix the free constant of each connected part of the graph.
+    ridge = 1e-3
+    for j in range(len(conds) + len(syms)):
+        a[len(eqs) + j, j] = ridge
+    x, *_ = np.linalg.lstsq(a, b, rcond=None)
+    return {c: float(x[ci[c]]) for c in conds}
+
+
+def _age_sex(odds_age: dict[str, Any] | None, odds_sex: dict[str, Any] | None, row: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """P(age band | c) and P(sex | c) from SymCAT odds (or the population) and the curated applicability."""
+    pop = np.array(POPULATION_BANDS)
+    if odds_age:
+        odds = np.array([float((odds_age.get(b) or {}).get("odds", 1.0)) for b in SYMCAT_BANDS])
+        odds = np.maximum(odds, ODDS_FLOOR) if odds.sum() > 0 else np.ones(len(SYMCAT_BANDS))
+    else:
+        odds = np.ones(len(SYMCAT_BANDS))
+    w = odds * pop
+    lo, hi = float(row.get("age_min", 0)), float(row.get("age_max", 120))
+    for b, (blo, bhi) in enumerate(AGE_BANDS):
+        if bhi <= lo or blo > hi:
+            w[b] *= APPLICABILITY_FLOOR
+    if row.get("pregnancy_only"):
+        for b, (blo, bhi) in enumerate(AGE_BANDS):
+            if bhi <= 12 or blo >= 60:
+                w[b] *= APPLICABILITY_FLOOR
+    w /= w.sum()
+    f, m = POPULATION_FEMALE, 1 - POPULATION_FEMALE
+    if odds_sex:
+        f *= max(float((odds_sex.get("sex-female") or {}).get("odds", 1.0)), ODDS_FLOOR)
+        m *= max(float((odds_sex.get("sex-male") or {}).get("odds", 1.0)), ODDS_FLOOR)
+    if row.get("sex") == "F" or row.get("pregnancy_only"):
+        m *= APPLICABILITY_FLOOR
+    elif row.get("sex") == "M":
+        f *= APPLICABILITY_FLOOR
+    return [_round(v) for v in w], [_round(f / (f + m)), _round(m / (f + m))]
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def _load_test_aliases(sources: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    path = sources / "tests.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PackError(f"curated table missing: {path}") from exc
+    except json.JSONDecodeError as exc:
+        raise PackError(f"{path.name}: not valid JSON: {exc}") from exc
+    alias: dict[str, str] = {}
+    catalogue: dict[str, dict[str, Any]] = {}
+    for t in data.get("tests", []):
+        tid = t.get("id")
+        if not tid or tid in catalogue or t.get("kind") not in ("exam", "lab", "imaging", "procedure"):
+            raise PackError(f"tests.json: test {tid!r} is duplicated or lacks a kind")
+        catalogue[tid] = t
+        for a in [t["name"], *t.get("aliases", [])]:
+            alias[norm_name(a)] = tid
+    return alias, {"kind_words": data.get("kind_words", {}), **catalogue}
+
+
+def _test_id(name: str, alias: dict[str, str], kind_words: dict[str, list[str]], catalogue: dict[str, dict[str, Any]]) -> str:
+    """The catalogue id of a MedlinePlus test name, adding an entry for a name the curated table lacks."""
+    key = norm_name(name)
+    if key.endswith("s") and key[:-1] in alias:
+        key = key[:-1]
+    if key in alias:
+        return alias[key]
+    tid = slug(key)
+    if tid not in catalogue:
+        kind = next((k for k, words in kind_words.items() if any(w in key.split() or w in key for w in words)), "lab")
+        catalogue[tid] = {"id": tid, "name": key, "kind": kind, "aliases": []}
+        alias[key] = tid
+    return tid
+
+
+# ------------------------------------------------------------------------------------------- build
+
+
+def _lookup_synonyms(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for r in rows:
+        for n in [r["name"], *r.get("synonyms", [])]:
+            out.setdefault(norm_name(n), r["code"])
+    return out
+
+
+def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: str | Path = DDXPLUS_DIR, leak: float = LEAK) -> dict[str, Any]:
+    """Build the contents of PACK_FILES (file name → JSON object)."""
+    data_dir, sources = Path(data_dir), Path(sources)
+    if not 0 < leak < 0.5:
+        raise PackError(f"leak must lie in (0, 0.5), got {leak}")
+    symcat = json.loads((data_dir / "symcat" / "symcat_conditions_801.json").read_text(encoding="utf-8"))
+    symptoms = json.loads((data_dir / "symcat" / "symcat_symptoms_474.json").read_text(encoding="utf-8"))
+    medline = json.loads((data_dir / "medlineplus" / "medlineplus_893.json").read_text(encoding="utf-8"))
+    ddx = load_pack_dir(ddxplus_dir)
+
+    findings, cn_map, _ = load_findings(sources, symptoms)
+
+    # Conditions: every SymCAT condition, then MedlinePlus topics that are conditions not in SymCAT.
+    conds: list[dict[str, Any]] = []
+    by_code: dict[str, dict[str, Any]] = {}
+    sc_rows = {r["id"]: r for r in _tables(sources, "conditions_sc*.jsonl")}
+    for key in symcat:
+        row = sc_rows.pop(f"sc:{key}", None)
+        if row is None:
+            raise PackError(f"conditions_sc: SymCAT condition sc:{key} has no curated row")
+        _check_condition_row(row)
+        c = {"code": key, "row": row, "symcat": symcat[key], "medline": [], "source": "SymCAT condition page (symcat_conditions_801.json)"}
+        conds.append(c)
+        by_code[key] = c
+    if sc_rows:
+        raise PackError(f"conditions_sc: rows for unknown SymCAT conditions: {sorted(sc_rows)[:5]}")
+    ml_rows = _tables(sources, "conditions_ml*.jsonl")
+    seen_ml = set()
+    for row in ml_rows:
+        mid = _need(row, "id")
+        name = mid.removeprefix("ml:")
+        if name not in medline or mid in seen_ml:
+            raise PackError(f"{row['_where']}: {mid!r} is not a MedlinePlus topic or is repeated")
+        seen_ml.add(mid)
+        if row.get("kind") == "topic":
+            continue
+        same = row.get("same_as")
+        if same:
+            target = by_code.get(str(same).removeprefix("sc:"))
+            if target is None:
+                raise PackError(f"{row['_where']}: same_as {same!r} is not a SymCAT condition")
+            target["medline"].append(name)
+            target.setdefault("extra_synonyms", []).append(row.get("name") or name)
+            continue
+        _check_condition_row(row)
+        code = slug(row["name"]) or slug(name)
+        while code in by_code:
+            code += "-ml"
+        c = {"code": code, "row": row, "symcat": None, "medline": [name], "source": "MedlinePlus health topic (medlineplus_893.json)"}
+        conds.append(c)
+        by_code[code] = c
+    missing_ml = sorted(set(f"ml:{k}" for k in medline) - seen_ml)
+    if missing_ml:
+        raise PackError(f"conditions_ml: MedlinePlus topics without a curated row: {missing_ml[:5]}")
+
+    # Which findings each condition lists, from which source.
+    cells: dict[tuple[str, str], tuple[float, int]] = {}
+    for c in conds:
+        if c["symcat"]:
+            for s_slug, info in c["symcat"]["symptoms"].items():
+                if s_slug not in findings:
+                    raise PackError(f"SymCAT symptom {s_slug!r} of {c['code']} has no curated finding")
+                cells[(c["code"], s_slug)] = (float(info["probability"]) / 100.0, 1)
+    # The share given to a MedlinePlus-listed symptom: mean SymCAT share of such symptoms where both sources speak.
+    both = [cells[(c["code"], cn_map[t.split(" ", 1)[0]])][0] for c in conds if c["symcat"] for m in c["medline"] for t in medline[m]["symptom"]
+            if t.split(" ", 1)[0] in cn_map and (c["code"], cn_map[t.split(" ", 1)[0]]) in cells]  # fmt: skip
+    ml_share = _round(float(np.mean(both))) if both else 0.3
+    for c in conds:
+        for m in c["medline"]:
+            for t in medline[m]["symptom"]:
+                f = cn_map.get(t.split(" ", 1)[0])
+                if f is not None and (c["code"], f) not in cells:
+                    cells[(c["code"], f)] = (ml_share, 2)
+
+    # DDXPlus: conditions matched by name or synonym lend their statistics through the finding map.
+    names = _lookup_synonyms({"code": c["code"], "name": c["row"]["name"], "synonyms": c["row"].get("synonyms", []) + c.get("extra_synonyms", [])} for c in conds)
+    ddx_map = {}
+    for row in _tables(sources, "ddxplus_map*.jsonl"):
+        code, target = _need(row, "code"), row.get("finding")
+        if code not in ddx.finding_index:
+            raise PackError(f"{row['_where']}: {code!r} is not a DDXPlus finding")
+        if target is not None:
+            if target not in findings:
+                raise PackError(f"{row['_where']}: {code} maps to unknown finding {target!r}")
+            ddx_map[code] = target
+    ddx_matched: dict[str, str] = {}
+    for ci, dc in enumerate(ddx.conditions):
+        code = names.get(norm_name(dc.name))
+        if code is None:
+            continue
+        ddx_matched[code] = dc.name
+        for e_code, target in sorted(ddx_map.items()):
+            j = ddx.finding_columns[ddx.finding_index[e_code]][0]
+            share = float(ddx.p[ci, j])
+            if int(ddx.p_source[ci, j]) == 0 and share > 0.01 and (code, target) not in cells:
+                cells[(code, target)] = ((share - EPS) / (1 - 2 * EPS), 3)
+
+    # Curated red-flag findings and their characteristic conditions.
+    for row in _tables(sources, "red_flag_findings*.jsonl"):
+        for link in row.get("conditions", []):
+            code = str(link.get("id", "")).removeprefix("sc:")
+            p = link.get("p")
+            if code not in by_code:
+                raise PackError(f"{row['_where']} ({row['id']}): unknown condition {link.get('id')!r}")
+            if not isinstance(p, (int, float)) or not 0 < p < 1:
+                raise PackError(f"{row['_where']} ({row['id']}): probability {p!r} for {code} is not in (0, 1)")
+            if not str(link.get("basis", "")).strip():
+                raise PackError(f"{row['_where']} ({row['id']}): the link to {code} has no basis")
+            cells[(code, row["id"])] = (float(p), 4)
+    preg = _pregnancy_finding(findings)
+    for c in conds:
+        if c["row"].get("pregnancy_only"):
+            cells[(c["code"], preg)] = (PREGNANCY_P, 5)
+
+    # A narrower finding listed for a condition makes its broader finding at least as likely.
+    implied = implications(findings, findings)
+    for (c, f), (p, _) in sorted(cells.items()):
+        for b in implied.get(f, []):
+            if (c, b) not in cells or cells[(c, b)][0] < p and cells[(c, b)][1] == 6:
+                cells[(c, b)] = (p, 6)
+
+    # Keep findings some condition lists or some red flag names.
+    red_rows = _tables(sources, "red_flags*.jsonl")
+    flag_refs = {f for r in red_rows for f in [*r.get("when", []), *r.get("ask_when", [])]}
+    used = {f for (_, f) in cells} | flag_refs | {preg}
+    unknown_refs = sorted(f for f in flag_refs if f not in findings)
+    if unknown_refs:
+        raise PackError(f"red_flags: unknown findings {unknown_refs[:5]}")
+    fcodes = [f for f in findings if f in used]
+    fidx = {f: i for i, f in enumerate(fcodes)}
+    cidx = {c["code"]: i for i, c in enumerate(conds)}
+
+    # Priors.
+    logs = _symcat_prior_logs(symcat, symptoms)
+    derived = np.array(sorted(logs.values()))
+    default_log = float(np.quantile(derived, PRIOR_DEFAULT_QUANTILE))
+    top = float(derived.max())
+
+    # Tests.
+    alias, catalogue = _load_test_aliases(sources)
+    kind_words = catalogue.pop("kind_words")
+    cond_entries = []
+    p_age, p_sex = [], []
+    for c in conds:
+        row = c["row"]
+        tests: list[str] = []
+        for m in c["medline"]:
+            for t in medline[m]["test"]:
+                tid = _test_id(t.split(" ", 1)[1] if t.startswith("CN") else t, alias, kind_words, catalogue)
+                if tid not in tests:
+                    tests.append(tid)
+        if c["code"] in logs:
+            prior, basis = float(np.exp(logs[c["code"]] - top)), "Bayes' rule on SymCAT P(condition | symptom) and P(symptom | condition), log least squares"
+        else:
+            prior, basis = float(np.exp(default_log - top)), f"no prevalence in the sources: the {PRIOR_DEFAULT_QUANTILE:.0%} quantile of the derived priors"
+        syn = sorted({s for s in [*row.get("synonyms", []), *c.get("extra_synonyms", [])] if norm_name(s) != norm_name(row["name"])})
+        entry = {
+            "code": c["code"],
+            "name": row["name"],
+            "icd10": row.get("icd10", ""),
+            "system": row["system"],
+            "severity": SEVERITY_OF[row["urgency"]],
+            "triage": row["urgency"],
+            "rationale": row["rationale"],
+            "prior": _round(prior),
+            "prior_basis": basis,
+            "applicability": {"sex": row["sex"], "age_min": row.get("age_min", 0), "age_max": row.get("age_max", 120), "pregnancy_only": bool(row.get("pregnancy_only", False))},
+            "synonyms": syn,
+            "symptoms": sorted((f for (cc, f), (_, s) in cells.items() if cc == c["code"] and s in (1, 2, 3)), key=lambda f: fidx[f]),
+            "tests": tests,
+            **({"ddxplus": ddx_matched[c["code"]]} if c["code"] in ddx_matched else {}),
+            "source": c["source"] + (f"; also MedlinePlus: {', '.join(c['medline'])}" if c["symcat"] and c["medline"] else "")
+            + (f"; DDXPlus statistics: {ddx_matched[c['code']]}" if c["code"] in ddx_matched else "")
+            + f"; urgency, ICD-10, system, applicability curated ({row['_where'].split(':')[0]}; not yet clinically reviewed)",
+        }
+        cond_entries.append(entry)
+        sym = c["symcat"] or {}
+        a, s = _age_sex(sym.get("age"), sym.get("sex"), row)
+        p_age.append(a)
+        p_sex.append(s)
+
+    # Red flags.
+    flags = []
+    seen_flags = set()
+    for r in red_rows:
+        rid = _need(r, "id")
+        if rid in seen_flags:
+            raise PackError(f"{r['_where']}: duplicate red flag {rid!r}")
+        seen_flags.add(rid)
+        if r.get("level") not in TRIAGE_LEVELS or not r.get("when") or not str(r.get("advice", "")).strip() or not str(r.get("basis", "")).strip():
+            raise PackError(f"{r['_where']} ({rid}): a red flag needs when, level, advice and basis")
+        flags.append({"id": rid, "when": [{"finding": f} for f in r["when"]], "ask_when": list(r.get("ask_when", [])), "level": r["level"], "advice": r["advice"], "basis": r["basis"]})
+
+    # Likelihood cells (sparse): listed cells; everything else is the leak.
+    columns = [[f, None] for f in fcodes]
+    cell_rows = sorted(
+        [cidx[c], fidx[f], _round(EPS + (1 - 2 * EPS) * min(max(p, 0.0), 1.0)), s] for (c, f), (p, s) in cells.items() if f in fidx
+    )
+    finding_entries = []
+    for f in fcodes:
+        e = findings[f]
+        finding_entries.append({k: e[k] for k in ("code", "kind", "question", "label", "system", "source")})
+    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx})
+    complaint_counts = defaultdict(int)
+    for (c, f), (p, s) in cells.items():
+        if s == 1 and p >= 0.3:
+            complaint_counts[f] += 1
+    common = [f for f, _ in sorted(complaint_counts.items(), key=lambda x: (-x[1], x[0]))[:20]]
+    used_tests = sorted({t for e in cond_entries for t in e["tests"]})
+    test_entries = [
+        {"id": t, "name": catalogue[t]["name"], "kind": catalogue[t]["kind"], **({"generic": True} if catalogue[t].get("generic") else {}),
+         "source": "MedlinePlus test lists (medlineplus_893.json); names merged by sources/broad/tests.json"}
+        for t in used_tests
+    ]  # fmt: skip
+    pack = {
+        "format": PACK_FORMAT,
+        "name": "broad",
+        "version": PACK_VERSION,
+        "description": f"{len(conds)} conditions across {len({e['system'] for e in cond_entries})} body systems with {len(fcodes)} findings, from SymCAT, MedlinePlus and DDXPlus.",
+        "license": "SymCAT symptom-checker data (no licence stated by the original; credited as 'SymCAT', optional pack) as parsed by teliov/symcat-to-synthea and mila-iqia/Casande-RL (MIT); MedlinePlus (U.S. National Library of Medicine) topic extraction from mila-iqia/Casande-RL (MIT); DDXPlus statistics CC-BY 4.0 (Fansi Tchango et al., 2022).",
+        "provenance": {
+            "built_by": "python -m diagnostician.knowledge.build_broad --data ../shared/data --out src/diagnostician/knowledge/packs/broad",
+            "inputs": ["symcat/symcat_conditions_801.json", "symcat/symcat_symptoms_474.json", "medlineplus/medlineplus_893.json", "packs/ddxplus (statistics of matched conditions)", "sources/broad/*.jsonl, tests.json (curated; not yet clinically reviewed)"],
+            "likelihood_sources": {str(k): v for k, v in SOURCE_CODES.items()},
+            "absent_symptom_model": f"A symptom no source lists for a condition has P = LEAK = {leak}; answering 'no' to a listed symptom multiplies by 1 − p. Answer noise EPS = {EPS} on every cell.",
+            "medlineplus_share": f"{ml_share} = mean SymCAT share of {len(both)} symptoms MedlinePlus also lists for the same condition",
+            "priors": "P(c) ∝ P(c | s) P(s) / P(s | c) from SymCAT's symptom pages (common causes) and condition pages, solved in log space by least squares; others: the "
+            f"{PRIOR_DEFAULT_QUANTILE:.0%} quantile. Each condition states its basis in prior_basis.",
+            "demographics": f"P(age band | c) ∝ SymCAT age odds (floor {ODDS_FLOOR}) × US Census 2010 band shares; P(sex | c) likewise; bands or sexes outside the curated applicability × {APPLICABILITY_FLOOR}.",
+        },
+        "review_status": "not yet clinically reviewed",
+        "common_complaints": common,
+        "findings": finding_entries,
+        "conditions": cond_entries,
+        "red_flags": flags,
+        "tests": test_entries,
+        # How the DDXPlus pack's findings name this pack's (curated sources/broad/ddxplus_map.jsonl), for
+        # the combined "broad+ddxplus" pack where DDXPlus statistics take precedence inside their scope.
+        "crosswalk": {"ddxplus": {"findings": {e: f for e, f in sorted(ddx_map.items()) if f in fidx}}},
+    }
+    likelihoods = {
+        "conditions": [c["code"] for c in conds],
+        "columns": columns,
+        "default_p": _round(EPS + (1 - 2 * EPS) * leak),
+        "default_source": 0,
+        "cells": cell_rows,
+        "source_legend": {str(k): v for k, v in SOURCE_CODES.items()},
+        "age": {"bands": [list(b) for b in AGE_BANDS], "p": p_age},
+        "sex": {"columns": ["F", "M"], "p": p_sex},
+    }
+    return {"pack.json": pack, "likelihoods.json": likelihoods, "lexicon_en.json": lexicon}
+
+
+def _pregnancy_finding(findings: dict[str, dict[str, Any]]) -> str:
+    for code in ("rf-pregnant", "pregnant", "rf-pregnancy"):
+        if code in findings:
+            return code
+    raise PackError("the curated findings define no pregnancy finding (rf-pregnant)")
+
+
+def implications(findings: dict[str, dict[str, Any]], codes: Iterable[str]) -> dict[str, list[str]]:
+    """Narrower finding → broader findings it presupposes, by label: "sharp chest pain" is a "chest pain".
+
+    B is broader than A when B's label (two words or more) is a whole-word phrase inside A's label.
+    """
+    labels = {f: " " + " ".join(re.findall(r"[a-z0-9]+", findings[f]["label"].lower())) + " " for f in codes}
+    by_word: dict[str, set[str]] = defaultdict(set)
+    for f, lab in labels.items():
+        for w in lab.split():
+            by_word[w].add(f)
+    out: dict[str, list[str]] = {}
+    for b, lab_b in labels.items():
+        words = lab_b.split()
+        if len(words) < 2:
+            continue
+        candidates = set.intersection(*(by_word[w] for w in words)) - {b}
+        for a in sorted(candidates):
+            if lab_b in labels[a] and labels[a] != lab_b:
+                out.setdefault(a, []).append(b)
+    return {a: sorted(bs) for a, bs in sorted(out.items())}
+
+
+def _lexicon(
+    findings: dict[str, dict[str, Any]], fcodes: list[str], ddx: Any, ddx_map: dict[str, str], medline: dict[str, Any], cn_map: dict[str, str], implied: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Lay terms of every finding: curated terms, MedlinePlus phrases of its concepts, and the DDXPlus lexicon of mapped findings.
+
+    A term that also names a broader finding (one this finding implies) is left to the broader one:
+    "chest pain" does not say the pain is sharp.
+    """
+    phrases: dict[str, set[str]] = defaultdict(set)
+    for v in medline.values():
+        for t in v["symptom"]:
+            code, _, phrase = t.partition(" ")
+            if code in cn_map:
+                phrases[cn_map[code]].add(phrase.strip().lower())
+    ddx_terms: dict[str, list[str]] = defaultdict(list)
+    lex_path = Path(ddx.root or DDXPLUS_DIR) / "lexicon_en.json"
+    if lex_path.exists():
+        dl = json.loads(lex_path.read_text(encoding="utf-8"))
+        for e_code, target in ddx_map.items():
+            ddx_terms[target].extend((dl["findings"].get(e_code) or {}).get("terms", []))
+    all_terms = {f: list(dict.fromkeys([*findings[f]["terms"], *sorted(phrases.get(f, ())), *ddx_terms.get(f, [])])) for f in fcodes}
+    out = {}
+    for f in fcodes:
+        e = findings[f]
+        broader = {t for b in implied.get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
+        terms = [t for t in all_terms[f] if t not in broader] or all_terms[f][:1]
+        src = ["curated"] + (["medlineplus"] if phrases.get(f) else []) + (["ddxplus"] if ddx_terms.get(f) else [])
+        out[f] = {"terms": terms, "source": "; ".join(src)}
+    return {
+        "format": LEXICON_FORMAT,
+        "pack": "broad",
+        "language": "en",
+        "review_status": "not yet clinically reviewed",
+        "sources": {
+            "curated": "lay labels and terms written for diagnostician (sources/broad; not yet clinically reviewed)",
+            "medlineplus": "MedlinePlus symptom phrases of the merged concepts (medlineplus_893.json)",
+            "ddxplus": "terms of the DDXPlus pack's lexicon for findings the curated map says are the same",
+            "who": "World Health Organization / NICE NG143: fever is a body temperature of 38.0 °C or more",
+        },
+        "findings": out,
+        "values": {},
+        "scales": {},
+        "measurements": {"temperature": {"finding": "fever", "present_at_or_above": 38.0, "absent_below": 37.5, "unit": "C", "source": "who"}} if "fever" in fcodes else {},
+        "implies": {"about": "Narrower finding → the broader findings its label names (derived by the build from the labels).", "kind": "characterises",
+                    "source": "curated", "findings": {a: bs for a, bs in implied.items() if bs}} if implied else {},  # fmt: skip
+    }
+
+
+def write(files: dict[str, Any], out: str | Path) -> None:
+    """Write the built files (sorted keys, one cell per line for the sparse table) into out."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, obj in files.items():
+        (out / name).write_text(dumps(name, obj), encoding="utf-8")
+
+
+def dumps(name: str, obj: Any) -> str:
+    """Deterministic JSON text of a pack file (the sparse table one cell per line)."""
+    if name != "likelihoods.json":
+        return json.dumps(obj, ensure_ascii=False, indent=1) + "\n"
+    head = {k: v for k, v in obj.items() if k != "cells"}
+    body = ",\n".join(json.dumps(c) for c in obj["cells"])
+    return json.dumps(head, ensure_ascii=False)[:-1] + ', "cells": [\n' + body + "\n]}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: build the broad pack."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--sources", default=str(SOURCES_DIR))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "packs" / "broad"))
+    ap.add_argument("--leak", type=float, default=LEAK)
+    args = ap.parse_args(argv)
+    files = build(args.data, args.sources, leak=args.leak)
+    write(files, args.out)
+    pack = load_pack_dir(args.out)
+    print(f"built {pack.name} {pack.version}: {len(pack.conditions)} conditions, {len(pack.findings)} findings, {len(pack.red_flags)} red flags, {len(pack.tests)} tests")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""The broad-pack builder on small written data, its validation messages, and the shipped pack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from broadmini import write_data, write_sources
+from conftest import SHARED, needs_shared
+
+from diagnostician.engine import Answer, InquiryPolicy, assess, next_question, posterior, start, update
+from diagnostician.engine.workup import suggest_tests
+from diagnostician.errors import PackError
+from diagnostician.knowledge import schema
+from diagnostician.knowledge.build_broad import LEAK, PACK_FILES, build, write
+
+
+@pytest.fixture()
+def mini(tmp_path: Path) -> tuple[Path, Path]:
+    return write_data(tmp_path / "data"), write_sources(tmp_path / "sources")
+
+
+@pytest.fixture()
+def mini_pack(mini: tuple[Path, Path], tmp_path: Path) -> schema.Pack:
+    write(build(*mini), tmp_path / "pack")
+    return schema.load_pack_dir(tmp_path / "pack")
+
+
+def test_conditions_merge_and_topics_drop(mini_pack: schema.Pack) -> None:
+    codes = [c.code for c in mini_pack.conditions]
+    # The MedlinePlus page on pneumonia merges into SymCAT's; pleurisy is new; 'genetic testing' is a topic.
+    assert codes == ["croup", "ectopic-pregnancy", "pneumonia", "pleurisy"]
+    pneu = mini_pack.condition("pneumonia")
+    assert "MedlinePlus: pneumonia" in pneu.source and "DDXPlus statistics: Pneumonia" in pneu.source
+    assert pneu.synonyms == ("lung infection",) and pneu.system == "respiratory" and pneu.icd10 == "J18.9"
+
+
+def test_likelihood_cells_trace_to_their_source(mini_pack: schema.Pack) -> None:
+    p, src = mini_pack.p, mini_pack.p_source
+    ci, fi = mini_pack.condition_index, mini_pack.finding_index
+    assert p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9) and src[ci["pneumonia"], fi["cough"]] == 1
+    # Two MedlinePlus concepts merged into one finding; its share is the mean SymCAT share of co-listed symptoms (0.9, 0.7).
+    assert src[ci["pleurisy"], fi["chest-pain"]] == 2 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.8)
+    assert src[ci["pneumonia"], fi["rf-blue-lips"]] == 4
+    assert src[ci["ectopic-pregnancy"], fi["rf-pregnant"]] == 5
+    assert src[ci["croup"], fi["chest-pain"]] == 0 and p[ci["croup"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * LEAK)
+    legend = mini_pack.meta["provenance"]["likelihood_sources"]
+    assert {str(s) for s in np.unique(src)} <= set(legend)
+
+
+def test_applicability_and_priors(mini_pack: schema.Pack) -> None:
+    ci = mini_pack.condition_index
+    adult = mini_pack.age_band(35)
+    assert mini_pack.p_age[ci["croup"], adult] < 1e-3  # child-only: age_max 6
+    assert mini_pack.p_sex[ci["ectopic-pregnancy"], 1] < 1e-3  # female only
+    bases = {c["code"]: c["prior_basis"] for c in mini_pack.meta["conditions"]}
+    assert bases["pneumonia"].startswith("Bayes' rule") and bases["pleurisy"].startswith("no prevalence")
+    # P(c) ∝ P(c|s)/P(s|c): pneumonia 10/0.9 vs croup 2/0.8 through cough (and fever agrees in direction).
+    assert mini_pack.condition("pneumonia").prior > mini_pack.condition("croup").prior
+
+
+def test_red_flag_screening_comes_first(mini_pack: schema.Pack) -> None:
+    s = start(mini_pack, 70, "M", [Answer("shortness-of-breath", True)])
+    q = next_question(mini_pack, s, InquiryPolicy())
+    assert q is not None and q.phase == "screening" and q.code == "rf-blue-lips" and q.screens == "breathless_blue"
+    s2 = update(mini_pack, s, Answer("rf-blue-lips", True))
+    a = assess(mini_pack, s2)
+    assert a.triage.level == "emergency" and [r.id for r in a.triage.red_flags] == ["breathless_blue"]
+    # Denied: the flag can no longer fire and screening moves on.
+    s3 = update(mini_pack, s, Answer("rf-blue-lips", False))
+    q3 = next_question(mini_pack, s3, InquiryPolicy())
+    assert q3 is None or q3.phase != "screening"
+    # The screening cap hands over to the diagnostic phase.
+    q0 = next_question(mini_pack, s, InquiryPolicy(max_screening=0))
+    assert q0 is None or q0.phase != "screening"
+
+
+def test_tests_suggested_by_probability_addressed(mini_pack: schema.Pack) -> None:
+    s = start(mini_pack, 50, "F", [Answer("chest-pain", True), Answer("cough", True)])
+    p = posterior(s)
+    got = suggest_tests(mini_pack, p)
+    assert got and got[0].id == "chest-x-ray"  # bears on both pneumonia and pleurisy
+    assert all(t.id != "physical-exam" for t in got)  # generic: never suggested
+    assert got[0].mass == pytest.approx(sum(x for _, x in got[0].conditions))
+    assert {name for name, _ in got[0].conditions} == {c.name for c, x in zip(mini_pack.conditions, p) if x >= 0.01 and "chest-x-ray" in c.tests}
+    a = assess(mini_pack, s).to_dict()
+    assert a["tests"]["suggested"][0]["id"] == "chest-x-ray" and "not a value-of-information" in a["tests"]["basis"]
+
+
+@pytest.mark.parametrize(
+    ("table", "mutate", "message"),
+    [
+        ("red_flags.jsonl", lambda r: r[0].update(when=["no-such-finding"]), "unknown findings"),
+        ("findings_sc.jsonl", lambda r: r.append(dict(r[0])), "duplicate finding 'cough'"),
+        ("red_flag_findings.jsonl", lambda r: r[1]["conditions"][0].update(p=1.5), "probability 1.5 for pneumonia"),
+        ("red_flag_findings.jsonl", lambda r: r[1]["conditions"][0].update(basis=""), "has no basis"),
+        ("conditions_sc_a.jsonl", lambda r: r[0].update(urgency="soon"), "sc:croup"),
+        ("conditions_sc_a.jsonl", lambda r: r.pop(0), "sc:croup has no curated row"),
+        ("conditions_ml_a.jsonl", lambda r: r[0].update(same_as="sc:nothing"), "same_as 'sc:nothing'"),
+        ("red_flags.jsonl", lambda r: r[1].update(basis=""), "pregnant_pain"),
+    ],
+)
+def test_bad_sources_fail_naming_the_entry(mini: tuple[Path, Path], table: str, mutate, message: str) -> None:
+    data, sources = mini
+    path = sources / table
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    mutate(rows)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(PackError, match=message.replace("(", r"\(").replace("'", "'")):
+        build(data, sources)
+
+
+def test_broken_json_line_names_file_and_line(mini: tuple[Path, Path]) -> None:
+    data, sources = mini
+    with (sources / "red_flags.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    with pytest.raises(PackError, match=r"red_flags.jsonl:3: not valid JSON"):
+        build(data, sources)
+
+
+def test_sparse_table_out_of_range_cell_is_rejected(mini_pack: schema.Pack, tmp_path: Path) -> None:
+    path = tmp_path / "pack" / "likelihoods.json"
+    table = json.loads(path.read_text())
+    table["cells"].append([99, 0, 0.5, 1])
+    path.write_text(json.dumps(table))
+    with pytest.raises(PackError, match="out of range"):
+        schema.load_pack_dir(tmp_path / "pack")
+
+
+@needs_shared
+def test_shipped_broad_pack_equals_build(tmp_path: Path) -> None:
+    write(build(SHARED), tmp_path)
+    shipped = schema.PACKS_DIR / "broad"
+    for name in PACK_FILES:
+        assert (tmp_path / name).read_text(encoding="utf-8") == (shipped / name).read_text(encoding="utf-8"), name
+
+
+def test_shipped_broad_pack_is_traceable_and_broad() -> None:
+    pack = schema.load_pack("broad")
+    assert len(pack.conditions) >= 1000 and len(pack.findings) >= 700
+    assert len({c.system for c in pack.conditions}) >= 15
+    assert len(pack.red_flags) >= 40 and all(r.basis and r.advice for r in pack.red_flags)
+    assert all(c.rationale and c.triage in schema.TRIAGE_LEVELS for c in pack.conditions)
+    assert ((pack.p > 0) & (pack.p < 1)).all()
+    assert pack.meta["review_status"] == "not yet clinically reviewed"
+
+
+def test_precise_pack_takes_precedence_inside_its_scope(mini_pack: schema.Pack) -> None:
+    from diagnostician.knowledge.compose import PRECEDENCE_SOURCE, with_precedence
+
+    ddx = schema.load_pack("ddxplus")
+    both = with_precedence(mini_pack, ddx)
+    ci, fi = mini_pack.condition_index, mini_pack.finding_index
+    d_p = ddx.p[ddx.condition_index["Pneumonia"], ddx.finding_columns[ddx.finding_index["E_91"]][0]]
+    assert both.name == "broad+ddxplus"
+    assert both.p[ci["pneumonia"], fi["fever"]] == pytest.approx(max(d_p, float(np.median(mini_pack.p))))
+    assert both.p_source[ci["pneumonia"], fi["fever"]] == PRECEDENCE_SOURCE
+    # Out of scope: a condition DDXPlus lacks, and a finding the crosswalk does not name, are untouched.
+    assert both.p[ci["pleurisy"], fi["fever"]] == mini_pack.p[ci["pleurisy"], fi["fever"]]
+    assert both.p[ci["pneumonia"], fi["cough"]] == mini_pack.p[ci["pneumonia"], fi["cough"]]
+    assert str(PRECEDENCE_SOURCE) in both.meta["provenance"]["likelihood_sources"]
