@@ -96,7 +96,29 @@ def normalise_diagnosis(text: str) -> str:
     return " ".join(w for w in s.split() if w not in ARTICLES)
 
 
+# Normalised tables of the last mappings seen, by identity: a benchmark passes the same pack tables for
+# every case, and rebuilding them per comparison would dominate its time.
+_NORMALISED: dict[int, tuple[Any, Any]] = {}
+
+
+def _cached(obj: Any, make: Callable[[], Any]) -> Any:
+    hit = _NORMALISED.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    value = make()
+    if len(_NORMALISED) > 32:
+        _NORMALISED.clear()
+    _NORMALISED[id(obj)] = (obj, value)
+    return value
+
+
 def _synonym_groups(synonyms: Mapping[str, Sequence[str]] | None) -> list[frozenset[str]]:
+    if synonyms:
+        return _cached(synonyms, lambda: _make_groups(synonyms))
+    return _make_groups(None)
+
+
+def _make_groups(synonyms: Mapping[str, Sequence[str]] | None) -> list[frozenset[str]]:
     groups = [frozenset(normalise_diagnosis(t) for t in g) for g in SYNONYM_GROUPS]
     for key, values in (synonyms or {}).items():
         vals = [values] if isinstance(values, str) else list(values)
@@ -141,7 +163,7 @@ def match_diagnosis(
             if p in grp and g in grp:
                 return Match(True, "synonym", f"{p!r} ~ {g!r}")
     if "icd10_family" in rules and icd10:
-        icd = {normalise_diagnosis(k): v for k, v in icd10.items() if v}
+        icd = _cached(icd10, lambda: {normalise_diagnosis(k): v for k, v in icd10.items() if v})
         pc, pcat = _codes_of(p, icd, groups)
         gc, gcat = _codes_of(g, icd, groups)
         shared = pcat & gcat
@@ -173,9 +195,25 @@ def top_k_hit(
     return False, None, Match(False, "none", f"not in top {k}")
 
 
+_PACK_TABLES: dict[int, tuple[Any, dict[str, str], dict[str, list[str]]]] = {}
+
+
 def icd10_map(pack: Pack) -> dict[str, str]:
-    """Condition name → ICD-10 code of a knowledge pack, for match_diagnosis."""
-    return {c.name: c.icd10 for c in pack.conditions if c.icd10}
+    """Condition name → ICD-10 code of a knowledge pack, for match_diagnosis (one object per pack)."""
+    return _pack_tables(pack)[1]
+
+
+def pack_synonyms(pack: Pack) -> dict[str, list[str]]:
+    """Condition name → the other names the pack gives it, for match_diagnosis (one object per pack)."""
+    return _pack_tables(pack)[2]
+
+
+def _pack_tables(pack: Pack) -> tuple[Any, dict[str, str], dict[str, list[str]]]:
+    hit = _PACK_TABLES.get(id(pack))
+    if hit is None or hit[0] is not pack:
+        hit = (pack, {c.name: c.icd10 for c in pack.conditions if c.icd10}, {c.name: list(c.synonyms) for c in pack.conditions if c.synonyms})
+        _PACK_TABLES[id(pack)] = hit
+    return hit
 
 
 # ---------------------------------------------------------------------------------------------

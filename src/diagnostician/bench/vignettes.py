@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.freetext import talk
 from diagnostician.bench.jsonl import read_jsonl, run_logged
-from diagnostician.bench.scoring import icd10_map, mcnemar, to_semigran, top_k_hit, triage_metrics
+from diagnostician.bench.scoring import icd10_map, match_diagnosis, mcnemar, pack_synonyms, to_semigran, top_k_hit, triage_metrics
 from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
 from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
 from diagnostician.engine.posterior import AnswerValue
@@ -82,7 +82,9 @@ def load_vignettes(path: str | Path) -> list[Vignette]:
                 out.append(Vignette(f"{Path(path).stem}:{n}", first, text, age, sex, str(v["correct_diagnosis"]), str(v.get("urgency_level") or "") or None))
             else:
                 demo = str(v.get("demographics") or "")
-                text = " ".join(str(v.get(k) or "") for k in ("demographics", "presentation", "absent_findings", "physical_history", "family_history", "social_history"))
+                # The patient knows their own complaints as well as the story the vignette tells.
+                keys = ("demographics", "chief_complaints", "presentation", "absent_findings", "physical_history", "family_history", "social_history")
+                text = ". ".join(str(v.get(k) or "").strip().rstrip(".") for k in keys if str(v.get(k) or "").strip() not in ("", "-"))
                 age, sex = _demographics(demo)
                 opening = f"{demo}. {v.get('chief_complaints') or ''}".strip(". ")
                 out.append(Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(v["correct_diagnosis"])))
@@ -174,15 +176,23 @@ def diagnosis_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, An
     hits = {k: 0 for k in (1, 3, 5)}
     for r in results:
         for k in hits:
-            hits[k] += top_k_hit(r.get("differential") or [], r["diagnosis"], k, icd10=icd)[0]
+            hits[k] += top_k_hit(r.get("differential") or [], r["diagnosis"], k, synonyms=pack_synonyms(pack), icd10=icd)[0]
+    covered = sum(in_pack(pack, r["diagnosis"]) for r in results)
     return {
         "cases": n,
+        "coverage": round(covered / n, 4) if n else None,
         "top1": round(hits[1] / n, 4) if n else None,
         "top3": round(hits[3] / n, 4) if n else None,
         "top5": round(hits[5] / n, 4) if n else None,
         "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2) if n else None,
         "ended": sum(bool(r.get("ended")) for r in results),
     }
+
+
+def in_pack(pack: Pack, diagnosis: str) -> bool:
+    """Whether the pack has a condition the matcher accepts as this diagnosis (coverage)."""
+    syn, icd = pack_synonyms(pack), icd10_map(pack)
+    return any(match_diagnosis(c.name, diagnosis, syn, icd).matched for c in pack.conditions)
 
 
 def triage_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -208,7 +218,7 @@ def case_correct(pack: Pack, row: dict[str, Any], kind: str) -> bool:
     """Whether one logged case was right: triage level equal to the gold urgency, or the top-1 diagnosis matching."""
     if kind == "triage":
         return to_semigran(row.get("triage") or "self_care") == row.get("urgency")
-    return top_k_hit(row.get("differential") or [], row["diagnosis"], 1, icd10=icd10_map(pack))[0]
+    return top_k_hit(row.get("differential") or [], row["diagnosis"], 1, synonyms=pack_synonyms(pack), icd10=icd10_map(pack))[0]
 
 
 def compare_runs(pack: Pack, rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], kind: str) -> dict[str, Any]:

@@ -745,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--pack", default="ddxplus", choices=("ddxplus", "broad"))
     pb.add_argument("--data", default="../shared/data")
     pb.add_argument("--out", help="output folder (default: the shipped pack's folder)")
-    pb.add_argument("--leak", type=float, default=0.01, help="broad pack: P(symptom | condition) for symptoms no source lists (default 0.01)")
+    pb.add_argument("--leak", type=float, help="broad pack: one constant P(symptom | condition) for symptoms no source lists, instead of the base-rate model")
     pb.set_defaults(func=cmd_pack_build)
     pt = psub.add_parser("train", help="retrain the differential model from DDXPlus patients (English dev file)")
     pt.add_argument("--cases", default="../shared/data/ddxplus/patients_test_en_dev.csv")

@@ -311,7 +311,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         summary["leaky_dialogues"] = [r["id"] for r in results if r.get("leaks")]
     if client is not None:
         summary.update(malformed=sum(bool(r.get("malformed")) for r in results), errors=sum(bool(r.get("error")) for r in results))
-    keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "top1", "top3", "top5", "turns", "ended")
+    keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "coverage", "top1", "top3", "top5", "turns", "ended")
     keys += ("malformed", "errors")  # only in a chat model's summary
     table = "\n".join(iter_markdown(summary, keys))
     if out:
@@ -461,14 +461,14 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     p = sub.add_parser("parse", help="show what the free-text intake understands in TEXT")
     p.add_argument("text", nargs="*", metavar="TEXT", help="the text (or '-' / nothing to read standard input)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--pack", default="ddxplus")
+    p.add_argument("--pack", default="broad", help="knowledge pack (default broad: free text; ddxplus, broad+ddxplus or a folder)")
     p.add_argument("--max-chars", type=int, default=5000, help="refuse longer text (default 5000)")
     p.add_argument("--llm", action="store_true", help="also ask the configured OpenAI-compatible server (validated; to be confirmed)")
     p.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (base_url, model, api_key)")
     p.set_defaults(func=cmd_parse)
 
     c = sub.add_parser("chat", help="a consultation in plain words in the terminal")
-    c.add_argument("--pack", default="ddxplus")
+    c.add_argument("--pack", default="broad", help="knowledge pack (default broad: it beats ddxplus on the Avey vignettes; ddxplus, broad+ddxplus or a folder)")
     c.add_argument("--max-questions", type=int, help="at most this many questions (default 30)")
     c.add_argument("--plain", action="store_true", help="plain text instead of formatted Markdown")
     c.add_argument("--llm", action="store_true", help="reword questions with the configured OpenAI-compatible server (grounded; falls back to templates)")
@@ -522,7 +522,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
         bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
-        bv.add_argument("--pack", default="ddxplus")
+        bv.add_argument("--pack", default="broad", help="knowledge pack (default broad; ddxplus, broad+ddxplus or a folder)")
         bv.add_argument("--json", action="store_true")
         bv.add_argument("--quiet", action="store_true", help="no progress bar")
         bv.set_defaults(func=func)

@@ -214,6 +214,8 @@ class Reader:
         terms: list[tuple[tuple[str, ...], Target]] = []
         for code, ts in lexicon.findings.items():
             terms += [(_phrase(t), Target("finding", code)) for t in ts.terms]
+        # Blocked phrases win as longer matches and are then dropped: "hay fever" hides its "fever".
+        terms += [(_phrase(t), Target("blocked")) for t in lexicon.blocked]
         self.terms = PhraseIndex(terms)
         values: list[tuple[tuple[str, ...], Target]] = []
         cues: list[tuple[tuple[str, ...], Target]] = []
@@ -365,12 +367,13 @@ class Reader:
                 before = [positions[id(x)] for x in clause[:k] if x.is_word]
                 if before:
                     commas.add(before[-1] + 1)
-        findings = _select(self.terms.find(words, equal, gaps=True, no_gap=self.no_gap))
+        selected = _select(self.terms.find(words, equal, gaps=True, no_gap=self.no_gap))
+        findings = [m for m in selected if m.target.kind == "finding"]
         if self._about_relative(words, relation):
             # The experiencer is a relative ("my mum has asthma"): a family-history finding applies, not the patient's own.
             findings = [self._as_family(m) for m in findings]
             findings = [m for m in findings if m is not None]
-        inside = {k for m in findings for k in range(m.start, m.end)}
+        inside = {k for m in selected for k in range(m.start, m.end)}
         # Forward and backward readings of a word ("no") are chosen separately; pseudo-triggers and longer triggers win in each.
         raw = [{t.raw.replace("'", "")} for t in words]
         every = [m for m in self.triggers.find(words, raw, gaps=False) if not any(k in inside for k in range(m.start, m.end))]

@@ -12,8 +12,11 @@ Models (stated here and in pack.json):
   the symptoms MedlinePlus lists for conditions present in both sources (computed at build time).
 - DDXPlus statistics fill cells of conditions matched to DDXPlus, through the curated finding map,
   where neither SymCAT nor MedlinePlus gives one.
-- Unlisted symptom → a leak probability LEAK (absent-symptom likelihoods are in no source; SymCAT
-  lists each condition's most frequent symptoms, so an unlisted one is rare with it).
+- Unlisted symptom (absent-symptom likelihoods are in no source) → a leak: by default the symptom's
+  base rate, the prior-weighted mean share of patients reporting it over all conditions that list
+  it, clipped to [LEAK_MIN, LEAK_MAX], and never above the condition's least frequent listed
+  SymCAT symptom (SymCAT lists each condition's most frequent symptoms, so an unlisted one is
+  rarer than those). A constant leak can be chosen instead (--leak) to test the model's effect.
 - Answer noise EPS as in the DDXPlus pack: p' = EPS + (1 − 2·EPS)·p, so no answer vetoes a condition.
 - Prior: Bayes' rule on SymCAT's two directions, P(c) ∝ P(c | s)·P(s) / P(s | c), solved by least
   squares in log space over every (symptom, condition) pair both pages give; conditions outside
@@ -44,8 +47,12 @@ DDXPLUS_DIR = Path(__file__).parent / "packs" / "ddxplus"
 PACK_FILES = ("pack.json", "likelihoods.json", "lexicon_en.json")
 
 EPS = 1e-3
-LEAK = 0.01
-PRIOR_DEFAULT_QUANTILE = 0.25  # conditions without a Bayes-derived prior get this quantile of the derived ones
+LEAK = None  # None: the base-rate leak model; a number: one constant leak for every unlisted cell
+LEAK_MIN, LEAK_MAX = 0.005, 0.10
+MISS = float(__import__("os").environ.get("DIAG_MISS", "0"))
+PRIOR_DEFAULT_QUANTILE = 0.25  # SymCAT conditions without a Bayes-derived prior get this quantile of the derived ones
+# Conditions outside SymCAT's 801 (built from US clinical-encounter statistics) are rarer in encounters on the whole.
+PRIOR_OUTSIDE_SYMCAT_QUANTILE = 0.10
 APPLICABILITY_FLOOR = 1e-3  # relative weight of an age band or sex where the condition does not occur
 ODDS_FLOOR = 0.05  # SymCAT odds of 0 come from small samples: not impossibility
 PREGNANCY_P = 0.98  # P(pregnant | pregnancy-only condition): the curated applicability, softened by answer noise
@@ -63,7 +70,7 @@ SYSTEMS = (
 )  # fmt: skip
 
 SOURCE_CODES = {
-    0: f"not listed for the condition in any source: leak probability LEAK={LEAK} (absent-symptom model)",
+    0: "not listed for the condition in any source: the leak of the absent-symptom model (pack.json provenance)",
     1: "SymCAT: share of the condition's patients reporting the symptom (symcat_conditions_801.json)",
     2: "MedlinePlus lists the symptom for the condition without a frequency: mean SymCAT share of MedlinePlus-listed symptoms",
     3: "DDXPlus statistics through the curated DDXPlus → broad finding map (packs/ddxplus likelihoods)",
@@ -115,6 +122,24 @@ def _tables(sources: Path, pattern: str) -> list[dict[str, Any]]:
     if not files:
         raise PackError(f"no curated table {pattern} in {sources}")
     return [r for f in files for r in read_jsonl(f)]
+
+
+def _term_table(sources: Path, pattern: str, findings: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Extra terms per finding from optional curated tables ({"finding", "terms"} per line)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for row in _optional_tables(sources, pattern):
+        code = _need(row, "finding")
+        if code not in findings:
+            raise PackError(f"{row['_where']}: unknown finding {code!r}")
+        terms = row.get("terms")
+        if not isinstance(terms, list) or not all(isinstance(t, str) and t.strip() for t in terms):
+            raise PackError(f"{row['_where']} ({code}): 'terms' must be a list of phrases")
+        out[code].extend(t.strip().lower() for t in terms)
+    return out
+
+
+def _optional_tables(sources: Path, pattern: str) -> list[dict[str, Any]]:
+    return [r for f in sorted(sources.glob(pattern)) for r in read_jsonl(f)]
 
 
 def _need(row: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
@@ -307,10 +332,12 @@ def _lookup_synonyms(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: str | Path = DDXPLUS_DIR, leak: float = LEAK) -> dict[str, Any]:
-    """Build the contents of PACK_FILES (file name → JSON object)."""
+def build(
+    data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: str | Path = DDXPLUS_DIR, leak: float | None = LEAK, miss: float = MISS
+) -> dict[str, Any]:
+    """Build the contents of PACK_FILES (file name → JSON object); leak None is the base-rate model."""
     data_dir, sources = Path(data_dir), Path(sources)
-    if not 0 < leak < 0.5:
+    if leak is not None and not 0 < leak < 0.5:
         raise PackError(f"leak must lie in (0, 0.5), got {leak}")
     symcat = json.loads((data_dir / "symcat" / "symcat_conditions_801.json").read_text(encoding="utf-8"))
     symptoms = json.loads((data_dir / "symcat" / "symcat_symptoms_474.json").read_text(encoding="utf-8"))
@@ -443,6 +470,7 @@ def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: 
     logs = _symcat_prior_logs(symcat, symptoms)
     derived = np.array(sorted(logs.values()))
     default_log = float(np.quantile(derived, PRIOR_DEFAULT_QUANTILE))
+    outside_log = float(np.quantile(derived, PRIOR_OUTSIDE_SYMCAT_QUANTILE))
     top = float(derived.max())
 
     # Tests.
@@ -460,8 +488,11 @@ def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: 
                     tests.append(tid)
         if c["code"] in logs:
             prior, basis = float(np.exp(logs[c["code"]] - top)), "Bayes' rule on SymCAT P(condition | symptom) and P(symptom | condition), log least squares"
-        else:
+        elif c["symcat"]:
             prior, basis = float(np.exp(default_log - top)), f"no prevalence in the sources: the {PRIOR_DEFAULT_QUANTILE:.0%} quantile of the derived priors"
+        else:
+            prior = float(np.exp(outside_log - top))
+            basis = f"not among SymCAT's encounter-based conditions, no prevalence in the sources: the {PRIOR_OUTSIDE_SYMCAT_QUANTILE:.0%} quantile of the derived priors"
         syn = sorted({s for s in [*row.get("synonyms", []), *c.get("extra_synonyms", [])] if norm_name(s) != norm_name(row["name"])})
         entry = {
             "code": c["code"],
@@ -500,16 +531,22 @@ def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: 
             raise PackError(f"{r['_where']} ({rid}): a red flag needs when, level, advice and basis")
         flags.append({"id": rid, "when": [{"finding": f} for f in r["when"]], "ask_when": list(r.get("ask_when", [])), "level": r["level"], "advice": r["advice"], "basis": r["basis"]})
 
+    if leak is None:
+        col_leak, cap, leak_text = _base_rate_leak(cond_entries, cells, fcodes, cidx)
+    else:
+        col_leak, cap, leak_text = [leak] * len(fcodes), [1.0] * len(conds), f"one constant leak {leak} for every unlisted cell"
     # Likelihood cells (sparse): listed cells; everything else is the leak.
     columns = [[f, None] for f in fcodes]
     cell_rows = sorted(
-        [cidx[c], fidx[f], _round(EPS + (1 - 2 * EPS) * min(max(p, 0.0), 1.0)), s] for (c, f), (p, s) in cells.items() if f in fidx
+        [cidx[c], fidx[f], _round(EPS + (1 - 2 * EPS) * min(max(p * (1 - miss), col_leak[fidx[f]] if leak is None else leak), 1.0)), s]
+        for (c, f), (p, s) in cells.items() if f in fidx
     )
     finding_entries = []
     for f in fcodes:
         e = findings[f]
         finding_entries.append({k: e[k] for k in ("code", "kind", "question", "label", "system", "source")})
-    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx})
+    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx}, sources)
+    lexicon["blocked"] = _blocked_phrases(lexicon, cond_entries, {k for k, (p, _) in cells.items() if p >= 0.1})
     complaint_counts = defaultdict(int)
     for (c, f), (p, s) in cells.items():
         if s == 1 and p >= 0.3:
@@ -531,7 +568,7 @@ def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: 
             "built_by": "python -m diagnostician.knowledge.build_broad --data ../shared/data --out src/diagnostician/knowledge/packs/broad",
             "inputs": ["symcat/symcat_conditions_801.json", "symcat/symcat_symptoms_474.json", "medlineplus/medlineplus_893.json", "packs/ddxplus (statistics of matched conditions)", "sources/broad/*.jsonl, tests.json (curated; not yet clinically reviewed)"],
             "likelihood_sources": {str(k): v for k, v in SOURCE_CODES.items()},
-            "absent_symptom_model": f"A symptom no source lists for a condition has P = LEAK = {leak}; answering 'no' to a listed symptom multiplies by 1 − p. Answer noise EPS = {EPS} on every cell.",
+            "absent_symptom_model": f"A symptom no source lists for a condition gets a leak: {leak_text}. Answering 'no' to a listed symptom multiplies by 1 − p. Answer noise EPS = {EPS} on every cell.",
             "medlineplus_share": f"{ml_share} = mean SymCAT share of {len(both)} symptoms MedlinePlus also lists for the same condition",
             "priors": "P(c) ∝ P(c | s) P(s) / P(s | c) from SymCAT's symptom pages (common causes) and condition pages, solved in log space by least squares; others: the "
             f"{PRIOR_DEFAULT_QUANTILE:.0%} quantile. Each condition states its basis in prior_basis.",
@@ -550,7 +587,8 @@ def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: 
     likelihoods = {
         "conditions": [c["code"] for c in conds],
         "columns": columns,
-        "default_p": _round(EPS + (1 - 2 * EPS) * leak),
+        "default_p_columns": [_round(EPS + (1 - 2 * EPS) * v) for v in col_leak],
+        "default_p_cap": [_round(EPS + (1 - 2 * EPS) * v) for v in cap],
         "default_source": 0,
         "cells": cell_rows,
         "source_legend": {str(k): v for k, v in SOURCE_CODES.items()},
@@ -558,6 +596,46 @@ def build(data_dir: str | Path, sources: str | Path = SOURCES_DIR, ddxplus_dir: 
         "sex": {"columns": ["F", "M"], "p": p_sex},
     }
     return {"pack.json": pack, "likelihoods.json": likelihoods, "lexicon_en.json": lexicon}
+
+
+def _blocked_phrases(lexicon: dict[str, Any], cond_entries: list[dict[str, Any]], listed: set[tuple[str, str]]) -> dict[str, Any]:
+    """Condition names containing a term of a finding the condition does not have ("hay fever": no fever).
+
+    Names whose contained finding the condition lists ("scarlet fever", "acute low back pain") stay
+    readable as that finding.
+    """
+    words_of = {(f, t): " " + " ".join(re.findall(r"[a-z0-9]+", t)) + " " for f, e in lexicon["findings"].items() for t in e["terms"]}
+    terms = {t for (_, t) in words_of}
+    out = set()
+    for e in cond_entries:
+        for name in [e["name"], *e["synonyms"]]:
+            n = " " + " ".join(re.findall(r"[a-z0-9]+", re.sub(r"\(.*?\)", " ", name.lower()))) + " "
+            if len(n.split()) < 2 or n.strip() in terms:
+                continue
+            inside = {f for (f, _), w in words_of.items() if w.strip() and w in n}
+            if inside and not any((e["code"], f) in listed for f in inside):
+                out.add(n.strip())
+    return {"source": "curated", "about": "Pack condition names containing a finding term: the reader does not take them as that finding.", "terms": sorted(out)}
+
+
+def _base_rate_leak(
+    cond_entries: list[dict[str, Any]], cells: dict[tuple[str, str], tuple[float, int]], fcodes: list[str], cidx: dict[str, int]
+) -> tuple[list[float], list[float], str]:
+    """Per-finding leak (prior-weighted base rate, clipped) and per-condition cap (least frequent listed SymCAT share)."""
+    prior = np.array([e["prior"] for e in cond_entries])
+    prior = prior / prior.sum()
+    fidx = {f: i for i, f in enumerate(fcodes)}
+    mass = np.zeros(len(fcodes))
+    cap = np.ones(len(cond_entries))
+    for (c, f), (p, src) in cells.items():
+        if f in fidx and src != 6:
+            mass[fidx[f]] += prior[cidx[c]] * p
+        if src == 1:
+            cap[cidx[c]] = min(cap[cidx[c]], p)
+    col = np.clip(mass, LEAK_MIN, LEAK_MAX)
+    text = (f"the finding's base rate (prior-weighted mean listed share over all conditions) clipped to [{LEAK_MIN}, {LEAK_MAX}], "
+            "and for SymCAT conditions at most their least frequent listed symptom's share")  # fmt: skip
+    return [_round(v) for v in col], [_round(v) for v in cap], text
 
 
 def _pregnancy_finding(findings: dict[str, dict[str, Any]]) -> str:
@@ -590,7 +668,14 @@ def implications(findings: dict[str, dict[str, Any]], codes: Iterable[str]) -> d
 
 
 def _lexicon(
-    findings: dict[str, dict[str, Any]], fcodes: list[str], ddx: Any, ddx_map: dict[str, str], medline: dict[str, Any], cn_map: dict[str, str], implied: dict[str, list[str]]
+    findings: dict[str, dict[str, Any]],
+    fcodes: list[str],
+    ddx: Any,
+    ddx_map: dict[str, str],
+    medline: dict[str, Any],
+    cn_map: dict[str, str],
+    implied: dict[str, list[str]],
+    sources: Path | None = None,
 ) -> dict[str, Any]:
     """Lay terms of every finding: curated terms, MedlinePlus phrases of its concepts, and the DDXPlus lexicon of mapped findings.
 
@@ -610,12 +695,15 @@ def _lexicon(
         for e_code, target in ddx_map.items():
             ddx_terms[target].extend((dl["findings"].get(e_code) or {}).get("terms", []))
     all_terms = {f: list(dict.fromkeys([*findings[f]["terms"], *sorted(phrases.get(f, ())), *ddx_terms.get(f, [])])) for f in fcodes}
+    extra = {name: _term_table(Path(SOURCES_DIR if sources is None else sources), f"{name}_terms*.jsonl", findings) for name in ("lay", "clinical")}
+    for f in fcodes:
+        all_terms[f] = list(dict.fromkeys([*all_terms[f], *extra["lay"].get(f, []), *extra["clinical"].get(f, [])]))
     out = {}
     for f in fcodes:
         e = findings[f]
         broader = {t for b in implied.get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
         terms = [t for t in all_terms[f] if t not in broader] or all_terms[f][:1]
-        src = ["curated"] + (["medlineplus"] if phrases.get(f) else []) + (["ddxplus"] if ddx_terms.get(f) else [])
+        src = ["curated"] + (["medlineplus"] if phrases.get(f) else []) + (["ddxplus"] if ddx_terms.get(f) else []) + [name for name in ("lay", "clinical") if extra[name].get(f)]
         out[f] = {"terms": terms, "source": "; ".join(src)}
     return {
         "format": LEXICON_FORMAT,
@@ -626,6 +714,8 @@ def _lexicon(
             "curated": "lay labels and terms written for diagnostician (sources/broad; not yet clinically reviewed)",
             "medlineplus": "MedlinePlus symptom phrases of the merged concepts (medlineplus_893.json)",
             "ddxplus": "terms of the DDXPlus pack's lexicon for findings the curated map says are the same",
+            "lay": "everyday first-person phrasings of the findings (sources/broad/lay_terms.jsonl; not yet clinically reviewed)",
+            "clinical": "clinicians' vocabulary for the findings: abbreviations, medical terms, examination phrasing (sources/broad/clinical_terms.jsonl; not yet clinically reviewed)",
             "who": "World Health Organization / NICE NG143: fever is a body temperature of 38.0 °C or more",
         },
         "findings": out,
@@ -660,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--sources", default=str(SOURCES_DIR))
     ap.add_argument("--out", default=str(Path(__file__).parent / "packs" / "broad"))
-    ap.add_argument("--leak", type=float, default=LEAK)
+    ap.add_argument("--leak", type=float, default=LEAK, help="one constant leak instead of the base-rate model")
     args = ap.parse_args(argv)
     files = build(args.data, args.sources, leak=args.leak)
     write(files, args.out)

@@ -3,8 +3,8 @@
 Scope: the broad conditions the precise pack also has (the broad pack names the precise condition
 in each condition's "ddxplus" field) and the findings of the crosswalk in the broad pack.json.
 Inside that scope a likelihood cell comes from the precise pack, floored at the broad pack's leak
-so that a precise "never seen" does not punish an in-scope condition more than the absent-symptom
-model punishes the others. Everything else (conditions, findings, questions, red flags, tests,
+(the finding's most common value in the broad pack) so that a precise "never seen" does not
+punish an in-scope condition more than the absent-symptom model punishes the others. Everything else (conditions, findings, questions, red flags, tests,
 demographics) is the broad pack's.
 """
 
@@ -28,7 +28,7 @@ def with_precedence(broad: Pack, precise: Pack) -> Pack:
     findings = {e: f for e, f in walk["findings"].items() if e in precise.finding_index and f in broad.finding_index}
     names = {c.name: i for i, c in enumerate(precise.conditions)}
     p, src = broad.p.copy(), broad.p_source.copy()
-    floor = float(np.median(broad.p))  # the leak: the most common cell value of a sparse pack
+    floor = np.median(broad.p, axis=0)  # each finding's leak: the most common cell value of its column
     matched = 0
     for ci, entry in enumerate(broad.meta["conditions"]):
         pi = names.get(entry.get(precise.name, ""))
@@ -38,7 +38,7 @@ def with_precedence(broad: Pack, precise: Pack) -> Pack:
         for e_code, f_code in findings.items():
             j_precise = precise.finding_columns[precise.finding_index[e_code]][0]
             j_broad = broad.finding_columns[broad.finding_index[f_code]][0]
-            p[ci, j_broad] = max(float(precise.p[pi, j_precise]), floor)
+            p[ci, j_broad] = max(float(precise.p[pi, j_precise]), float(floor[j_broad]))
             src[ci, j_broad] = PRECEDENCE_SOURCE
     meta = dict(broad.meta)
     meta["provenance"] = dict(meta.get("provenance", {}))

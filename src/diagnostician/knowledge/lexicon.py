@@ -61,6 +61,8 @@ class Lexicon:
     # rather than adding to it ("coughing up blood" to "cough"): then a text naming only the broader
     # finding leaves the narrower one open, not denied.
     characterises: bool = False
+    # Phrases that name something else although they contain a finding's term ("hay fever" is no fever).
+    blocked: tuple[str, ...] = ()
 
 
 def _terms(raw: Any, where: str) -> tuple[str, ...]:
@@ -75,6 +77,15 @@ def _source(raw: Any, sources: dict[str, str], where: str) -> str:
     if not keys or any(k not in sources for k in keys):
         raise PackError(f"lexicon {where}: source {text!r} must name one of {sorted(sources)}")
     return text
+
+
+def _blocked(raw: Any, sources: dict[str, str]) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    if not isinstance(raw, dict):
+        raise PackError("lexicon blocked: an object with 'source' and 'terms' expected")
+    _source(raw.get("source"), sources, "blocked")
+    return _terms(raw.get("terms"), "blocked")
 
 
 def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
@@ -152,6 +163,7 @@ def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
         measurements=measurements,
         implies=implies,
         characterises=bool(raw_implies.get("kind") == "characterises"),
+        blocked=_blocked(data.get("blocked"), sources),
     )
 
 

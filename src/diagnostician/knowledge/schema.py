@@ -201,14 +201,22 @@ def _read_json(path: Path) -> Any:
 def _likelihood_arrays(tables: dict[str, Any], n_c: int, n_k: int) -> tuple[np.ndarray, np.ndarray]:
     """Dense (C, K) likelihoods and source codes, from a dense table or a sparse one.
 
-    Sparse form (large packs): "default_p" and "default_source" give each condition's value for
-    cells not listed (a number, or one per condition), and "cells" lists [condition, column, p, source].
+    Sparse form (large packs): cells not listed take "default_p" (a number, or one per condition),
+    or min(default_p_columns[column], default_p_cap[condition]); "default_source" is their source
+    code, and "cells" lists [condition, column, p, source].
     """
     if "cells" not in tables:
         return np.asarray(tables["p"], dtype=float), np.asarray(tables["source"], dtype=np.int8)
     p = np.empty((n_c, n_k))
     src = np.empty((n_c, n_k), dtype=np.int8)
-    p[:] = np.asarray(tables["default_p"], dtype=float).reshape(-1, 1) if np.ndim(tables["default_p"]) else float(tables["default_p"])
+    if "default_p_columns" in tables:  # per-finding leak, capped per condition
+        cols = np.asarray(tables["default_p_columns"], dtype=float)
+        cap = np.asarray(tables.get("default_p_cap", np.ones(n_c)), dtype=float)
+        if cols.shape != (n_k,) or cap.shape != (n_c,):
+            raise PackError("likelihoods.json: default_p_columns / default_p_cap do not match the columns / conditions")
+        p[:] = np.minimum(cols[None, :], cap[:, None])
+    else:
+        p[:] = np.asarray(tables["default_p"], dtype=float).reshape(-1, 1) if np.ndim(tables["default_p"]) else float(tables["default_p"])
     src[:] = np.asarray(tables["default_source"], dtype=np.int8).reshape(-1, 1) if np.ndim(tables["default_source"]) else int(tables["default_source"])
     cells = np.asarray(tables["cells"], dtype=float).reshape(-1, 4)
     ci, kj = cells[:, 0].astype(int), cells[:, 1].astype(int)
@@ -217,6 +225,16 @@ def _likelihood_arrays(tables: dict[str, Any], n_c: int, n_k: int) -> tuple[np.n
     p[ci, kj] = cells[:, 2]
     src[ci, kj] = cells[:, 3].astype(np.int8)
     return p, src
+
+
+def _check_unique(findings: tuple[Finding, ...], conditions: tuple[Condition, ...], red_flags: tuple[RedFlag, ...]) -> None:
+    """PackError naming the first duplicated finding, condition or red-flag code."""
+    for kind, codes in (("finding", [f.code for f in findings]), ("condition", [c.code for c in conditions]), ("red flag", [r.id for r in red_flags])):
+        seen: set[str] = set()
+        for code in codes:
+            if code in seen:
+                raise PackError(f"pack.json: duplicate {kind} code {code!r}")
+            seen.add(code)
 
 
 def _require(obj: dict[str, Any], key: str, where: str) -> Any:
@@ -279,6 +297,7 @@ def load_pack_dir(path: str | Path) -> Pack:
             )
             for r in meta.get("red_flags", [])
         )
+        _check_unique(findings, conditions, red_flags)
         columns = tables["columns"]
         p, p_source = _likelihood_arrays(tables, len(conditions), len(columns))
         age_bands = tuple((int(lo), int(hi)) for lo, hi in tables["age"]["bands"])
@@ -315,8 +334,13 @@ def load_pack_dir(path: str | Path) -> Pack:
     for arr, name in ((p, "p"), (p_source, "source")):
         if arr.shape != (n_c, n_k):
             raise PackError(f"likelihoods.json: {name} has shape {arr.shape}, expected {(n_c, n_k)}")
-    if not np.all((p > 0) & (p < 1)):
-        raise PackError("likelihoods.json: probabilities must lie strictly between 0 and 1 (smoothed)")
+    bad = np.argwhere(~((p > 0) & (p < 1)))
+    if len(bad):
+        ci, kj = (int(x) for x in bad[0])
+        raise PackError(
+            f"likelihoods.json: P({columns[kj][0]}{'=' + str(columns[kj][1]) if columns[kj][1] is not None else ''} | {conditions[ci].code}) = {float(p[ci, kj])} "
+            "must lie strictly between 0 and 1 (smoothed)"
+        )
     if p_age.shape != (n_c, len(age_bands)) or p_sex.shape != (n_c, 2):
         raise PackError("likelihoods.json: age/sex tables do not match the conditions")
     for c in conditions:
