@@ -182,3 +182,22 @@ def test_loader_names_the_bad_entry(mini_pack: schema.Pack, tmp_path: Path, edit
     (folder / "likelihoods.json").write_text(json.dumps(table))
     with pytest.raises(PackError, match=message):
         schema.load_pack_dir(folder)
+
+
+def test_same_meaning_findings_fold_into_one(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    data, sources = mini
+    (sources / "finding_merges.jsonl").write_text(json.dumps({"finding": "rf-blue-lips", "into": "shortness-of-breath", "note": "test"}) + "\n")
+    write(build(data, sources), tmp_path / "folded")
+    pack = schema.load_pack_dir(tmp_path / "folded")
+    assert "rf-blue-lips" not in pack.finding_index
+    ci, fi = pack.condition_index, pack.finding_index
+    assert pack.p[ci["pneumonia"], fi["shortness-of-breath"]] == pytest.approx(0.001 + 0.998 * 0.4)  # the larger of 0.4 and 0.1
+    flag = next(r for r in pack.red_flags if r.id == "breathless_blue")
+    assert [code for code, _ in flag.when] == ["shortness-of-breath"]
+    lex = json.loads((tmp_path / "folded" / "lexicon_en.json").read_text())
+    assert "blue lips" in lex["findings"]["shortness-of-breath"]["terms"]
+    (sources / "finding_merges.jsonl").write_text(
+        json.dumps({"finding": "rf-blue-lips", "into": "cough"}) + "\n" + json.dumps({"finding": "cough", "into": "fever"}) + "\n"
+    )
+    with pytest.raises(PackError, match="folded twice, into itself, or into a folded finding"):
+        build(data, sources)

@@ -102,8 +102,11 @@ class VignettePatient:
     of pain it is.
     """
 
-    def __init__(self, pack: Pack, vignette: Vignette) -> None:
+    def __init__(self, pack: Pack, vignette: Vignette, unmentioned: str = "absent") -> None:
+        if unmentioned not in ("absent", "unknown"):
+            raise ValueError(f"unmentioned must be absent or unknown, got {unmentioned!r}")
         self.pack = pack
+        self.unmentioned = unmentioned
         self.said = {m.code: m for m in read_text(pack, vignette.text[:MAX_CHARS]).mentions}
         lexicon = load_lexicon(pack)
         self.broader = lexicon.implies if lexicon.characterises else {}
@@ -113,6 +116,8 @@ class VignettePatient:
         f = self.pack.finding(code)
         m = self.said.get(code)
         if m is None and any(self.said.get(b) is not None and self.said[b].polarity == PRESENT for b in self.broader.get(code, ())):
+            return None
+        if m is None and self.unmentioned == "unknown":
             return None
         if m is None or m.polarity == ABSENT:
             return f.absent_value()
@@ -125,9 +130,9 @@ class VignettePatient:
         return m.value if f.kind == CATEGORICAL or isinstance(m.value, tuple) else (m.value,)
 
 
-def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random) -> dict[str, Any]:
+def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent") -> dict[str, Any]:
     """One consultation of the engine with the vignette patient; its transcript, differential and triage."""
-    patient = VignettePatient(pack, v)
+    patient = VignettePatient(pack, v, unmentioned)
     done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, keep=True)
     out: dict[str, Any] = {"id": v.id, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
                            "transcript": [{"role": r, "text": t} for r, t in done.transcript]}  # fmt: skip
@@ -153,6 +158,7 @@ def run_cases(
     seed: int = 0,
     consult: Callable[[Vignette], dict[str, Any]] | None = None,
     workers: int = 1,
+    unmentioned: str = "absent",
 ) -> list[dict[str, Any]]:
     """Consult every vignette (skipping those already in out_dir/cases.jsonl) and append each result as it finishes.
 
@@ -162,7 +168,7 @@ def run_cases(
         config = BenchConfig()
 
         def consult(v: Vignette) -> dict[str, Any]:
-            return consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"))
+            return consult_vignette(pack, v, config, random.Random(f"{seed}:{v.id}"), unmentioned)
 
     # A row whose agent's server failed is run again on the next run.
     results, _ = run_logged(vignettes, lambda v: v.id, consult, out_dir, redo=lambda row: bool(row.get("error")), progress=progress, workers=workers)

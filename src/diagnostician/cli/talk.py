@@ -257,6 +257,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         raise InputError("--patient llm answers in free text: use it with --agent openai (the engine asks by finding code)")
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
+    if args.unmentioned not in ("absent", "unknown"):
+        raise InputError(f"--unmentioned {args.unmentioned}: choose absent (the default) or unknown")
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     if not Path(args.cases).is_file():
@@ -297,7 +299,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         task = bar.add_task(Path(args.cases).name, total=len(vignettes))
     try:
         results = run_cases(
-            pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult, workers=args.workers
+            pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult, workers=args.workers,
+            unmentioned=args.unmentioned,
         )
     finally:
         if bar:
@@ -305,7 +308,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         if client is not None:
             client.close()
     summary = triage_summary(results) if kind == "triage" else diagnosis_summary(pack, results)
-    summary.update(agent=agent, patient=args.patient, pack=f"{pack.name} {pack.version}", file=str(args.cases))
+    summary.update(agent=agent, patient=args.patient, pack=f"{pack.name} {pack.version}", file=str(args.cases), unmentioned=args.unmentioned)
     if args.patient == "llm":
         # Dialogues where the played patient named the diagnosis or used clinical terms the vignette does not.
         summary["leaky_dialogues"] = [r["id"] for r in results if r.get("leaks")]
@@ -520,6 +523,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--patient", default="deterministic", help="the simulated patient: deterministic, or llm (with --agent openai)")
         bv.add_argument("--patient-config", metavar="FILE", help="TOML [llm] table of the patient model (else DIAGNOSTICIAN_PATIENT_*, else the agent's)")
         bv.add_argument("--limit", type=int, help="first N vignettes")
+        bv.add_argument("--unmentioned", default="absent", help="deterministic patient: what it answers about findings the vignette does not mention, absent (default) or unknown")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
         bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
         bv.add_argument("--pack", default="broad", help="knowledge pack (default broad; ddxplus, broad+ddxplus or a folder)")

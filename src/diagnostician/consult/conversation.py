@@ -182,7 +182,8 @@ class Conversation:
         for kind in said:
             self.history.append((kind, None))
         if reading.proxy or (self.age is not None and self.age < 16 and not self.audience.proxy):
-            self.audience = Audience(True, reading.relation if reading.proxy else None, reading.sex)
+            adult = self.age is not None and self.age >= 16
+            self.audience = Audience(True, reading.relation if reading.proxy else None, reading.sex, adult)
         noted, queued = [], []
         for m in reading.mentions:
             f = self.pack.finding(m.code)

@@ -71,11 +71,14 @@ class Audience:
     proxy: bool = False
     relation: str | None = None
     sex: str | None = None
+    adult: bool = False  # someone writes about an adult ("a 27-year-old woman…"): not "your child"
 
     @property
     def who(self) -> str:
-        """How the first mention names the patient ("your son", "your child")."""
-        return f"your {self.relation}" if self.relation else "your child"
+        """How the first mention names the patient ("your son", "your child", "the patient")."""
+        if self.relation:
+            return f"your {self.relation}"
+        return "the patient" if self.adult else "your child"
 
 
 def _proxy_tables() -> dict[str, Any]:

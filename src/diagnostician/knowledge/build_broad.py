@@ -49,7 +49,7 @@ PACK_FILES = ("pack.json", "likelihoods.json", "lexicon_en.json")
 EPS = 1e-3
 LEAK = None  # None: the base-rate leak model; a number: one constant leak for every unlisted cell
 LEAK_MIN, LEAK_MAX = 0.005, 0.10
-MISS = float(__import__("os").environ.get("DIAG_MISS", "0"))
+MISS = 0.0  # report-miss rate on listed cells (p' = p·(1 − MISS)); 0.2 made no difference on the dev vignettes
 PRIOR_DEFAULT_QUANTILE = 0.25  # SymCAT conditions without a Bayes-derived prior get this quantile of the derived ones
 # Conditions outside SymCAT's 801 (built from US clinical-encounter statistics) are rarer in encounters on the whole.
 PRIOR_OUTSIDE_SYMCAT_QUANTILE = 0.10
@@ -124,11 +124,12 @@ def _tables(sources: Path, pattern: str) -> list[dict[str, Any]]:
     return [r for f in files for r in read_jsonl(f)]
 
 
-def _term_table(sources: Path, pattern: str, findings: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """Extra terms per finding from optional curated tables ({"finding", "terms"} per line)."""
+def _term_table(sources: Path, pattern: str, findings: dict[str, dict[str, Any]], merged: dict[str, str]) -> dict[str, list[str]]:
+    """Extra terms per finding from optional curated tables ({"finding", "terms"} per line); folded codes go to their keeper."""
     out: dict[str, list[str]] = defaultdict(list)
     for row in _optional_tables(sources, pattern):
         code = _need(row, "finding")
+        code = merged.get(code, code)
         if code not in findings:
             raise PackError(f"{row['_where']}: unknown finding {code!r}")
         terms = row.get("terms")
@@ -223,6 +224,30 @@ def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[
 
 
 # ------------------------------------------------------------------------------------------- conditions
+
+
+def fold_findings(sources: Path, findings: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Fold same-meaning findings into one (sources/broad/finding_merges.jsonl): folded code → kept code.
+
+    The kept finding gains the folded one's label and terms; the folded one leaves the pack.
+    """
+    merged: dict[str, str] = {}
+    rows = _optional_tables(sources, "finding_merges*.jsonl")
+    kept = {str(r.get("into")) for r in rows}
+    for row in rows:
+        a, b = _need(row, "finding"), _need(row, "into")
+        if a not in findings or b not in findings:
+            raise PackError(f"{row['_where']}: {a!r} or {b!r} is not a finding")
+        if a in merged or a in kept or b in merged or a == b:
+            raise PackError(f"{row['_where']}: {a!r} is folded twice, into itself, or into a folded finding")
+        merged[a] = b
+    for a, b in merged.items():
+        gone = findings.pop(a)
+        keep = findings[b]
+        keep["terms"] = list(dict.fromkeys([*keep["terms"], gone["label"].lower(), *gone["terms"]]))
+        keep["source"] += f"; same meaning as folded {a} (sources/broad/finding_merges.jsonl)"
+        keep.setdefault("folded", []).append(a)
+    return merged
 
 
 def _symcat_prior_logs(symcat: dict[str, Any], symptoms: dict[str, Any]) -> dict[str, float]:
@@ -345,6 +370,11 @@ def build(
     ddx = load_pack_dir(ddxplus_dir)
 
     findings, cn_map, _ = load_findings(sources, symptoms)
+    merged = fold_findings(sources, findings)
+    cn_map = {cn: merged.get(f, f) for cn, f in cn_map.items()}
+
+    def canon(code: str) -> str:
+        return merged.get(code, code)
 
     # Conditions: every SymCAT condition, then MedlinePlus topics that are conditions not in SymCAT.
     conds: list[dict[str, Any]] = []
@@ -394,9 +424,12 @@ def build(
     for c in conds:
         if c["symcat"]:
             for s_slug, info in c["symcat"]["symptoms"].items():
+                s_slug = canon(s_slug)
                 if s_slug not in findings:
                     raise PackError(f"SymCAT symptom {s_slug!r} of {c['code']} has no curated finding")
-                cells[(c["code"], s_slug)] = (float(info["probability"]) / 100.0, 1)
+                share = float(info["probability"]) / 100.0
+                if (c["code"], s_slug) not in cells or cells[(c["code"], s_slug)][0] < share:  # two folded symptoms: the larger share
+                    cells[(c["code"], s_slug)] = (share, 1)
     # The share given to a MedlinePlus-listed symptom: mean SymCAT share of such symptoms where both sources speak.
     both = [cells[(c["code"], cn_map[t.split(" ", 1)[0]])][0] for c in conds if c["symcat"] for m in c["medline"] for t in medline[m]["symptom"]
             if t.split(" ", 1)[0] in cn_map and (c["code"], cn_map[t.split(" ", 1)[0]]) in cells]  # fmt: skip
@@ -418,7 +451,7 @@ def build(
         if target is not None:
             if target not in findings:
                 raise PackError(f"{row['_where']}: {code} maps to unknown finding {target!r}")
-            ddx_map[code] = target
+            ddx_map[code] = canon(target)
     ddx_matched: dict[str, str] = {}
     for ci, dc in enumerate(ddx.conditions):
         code = names.get(norm_name(dc.name))
@@ -442,7 +475,9 @@ def build(
                 raise PackError(f"{row['_where']} ({row['id']}): probability {p!r} for {code} is not in (0, 1)")
             if not str(link.get("basis", "")).strip():
                 raise PackError(f"{row['_where']} ({row['id']}): the link to {code} has no basis")
-            cells[(code, row["id"])] = (float(p), 4)
+            key = (code, canon(row["id"]))
+            if key not in cells or cells[key][0] < float(p):  # a folded red-flag finding never lowers a listed share
+                cells[key] = (float(p), 4)
     preg = _pregnancy_finding(findings)
     for c in conds:
         if c["row"].get("pregnancy_only"):
@@ -457,6 +492,10 @@ def build(
 
     # Keep findings some condition lists or some red flag names.
     red_rows = _tables(sources, "red_flags*.jsonl")
+    for r in red_rows:
+        for key in ("when", "ask_when"):
+            if isinstance(r.get(key), list):
+                r[key] = list(dict.fromkeys(canon(str(f)) for f in r[key]))
     flag_refs = {f for r in red_rows for f in [*r.get("when", []), *r.get("ask_when", [])]}
     used = {f for (_, f) in cells} | flag_refs | {preg}
     unknown_refs = sorted(f for f in flag_refs if f not in findings)
@@ -545,7 +584,7 @@ def build(
     for f in fcodes:
         e = findings[f]
         finding_entries.append({k: e[k] for k in ("code", "kind", "question", "label", "system", "source")})
-    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx}, sources)
+    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx}, sources, merged)
     lexicon["blocked"] = _blocked_phrases(lexicon, cond_entries, {k for k, (p, _) in cells.items() if p >= 0.1})
     complaint_counts = defaultdict(int)
     for (c, f), (p, s) in cells.items():
@@ -676,6 +715,7 @@ def _lexicon(
     cn_map: dict[str, str],
     implied: dict[str, list[str]],
     sources: Path | None = None,
+    merged: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Lay terms of every finding: curated terms, MedlinePlus phrases of its concepts, and the DDXPlus lexicon of mapped findings.
 
@@ -695,7 +735,7 @@ def _lexicon(
         for e_code, target in ddx_map.items():
             ddx_terms[target].extend((dl["findings"].get(e_code) or {}).get("terms", []))
     all_terms = {f: list(dict.fromkeys([*findings[f]["terms"], *sorted(phrases.get(f, ())), *ddx_terms.get(f, [])])) for f in fcodes}
-    extra = {name: _term_table(Path(SOURCES_DIR if sources is None else sources), f"{name}_terms*.jsonl", findings) for name in ("lay", "clinical")}
+    extra = {name: _term_table(Path(SOURCES_DIR if sources is None else sources), f"{name}_terms*.jsonl", findings, merged or {}) for name in ("lay", "clinical")}
     for f in fcodes:
         all_terms[f] = list(dict.fromkeys([*all_terms[f], *extra["lay"].get(f, []), *extra["clinical"].get(f, [])]))
     out = {}
@@ -751,8 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", default=str(SOURCES_DIR))
     ap.add_argument("--out", default=str(Path(__file__).parent / "packs" / "broad"))
     ap.add_argument("--leak", type=float, default=LEAK, help="one constant leak instead of the base-rate model")
+    ap.add_argument("--miss", type=float, default=MISS, help="report-miss rate on listed cells (default 0)")
     args = ap.parse_args(argv)
-    files = build(args.data, args.sources, leak=args.leak)
+    files = build(args.data, args.sources, leak=args.leak, miss=args.miss)
     write(files, args.out)
     pack = load_pack_dir(args.out)
     print(f"built {pack.name} {pack.version}: {len(pack.conditions)} conditions, {len(pack.findings)} findings, {len(pack.red_flags)} red flags, {len(pack.tests)} tests")
