@@ -201,3 +201,16 @@ def test_same_meaning_findings_fold_into_one(mini: tuple[Path, Path], tmp_path: 
     )
     with pytest.raises(PackError, match="folded twice, into itself, or into a folded finding"):
         build(data, sources)
+
+
+def test_report_and_chat_suggest_tests_with_their_basis() -> None:
+    from diagnostician.consult.export import clinician_report_html, clinician_report_markdown
+    from diagnostician.consult.session import Consultation
+
+    c = Consultation.begin(30, "F", {"painful-urination": True, "frequent-urination": True}, pack="broad")
+    md = clinician_report_markdown(c)
+    assert "**Suggested examinations and tests**" in md and "of the differential: Urinary tract infection" in md and "not a value-of-information estimate" in md
+    assert "Suggested examinations and tests" in clinician_report_html(c)
+    # The DDXPlus pack has no test lists: the report says so rather than inventing any.
+    d = Consultation.begin(30, "F", {"E_91": True}, pack="ddxplus")
+    assert "holds no test or examination data" in clinician_report_markdown(d)

@@ -81,12 +81,13 @@ def talk(
     sex: str,
     config: BenchConfig,
     rng: random.Random,
-    complaint: str | None = None,
+    complaint: str | Callable[[list[str]], str | None] | None = None,
     keep: bool = False,
 ) -> Talked:
     """Drive a Conversation as a simulated patient who opens with `opening` and answers each finding with `answer`.
 
-    `complaint`, when given, is the finding the patient picks from the menu offered if the opening is not understood.
+    `complaint`, when given, is the finding the patient picks from the menu offered if the opening is not
+    understood, or a function choosing one from the menu's findings (None: nothing fits).
     """
     conv = Conversation(pack, policy=config.policy())
     transcript: list[tuple[str, str]] = []
@@ -113,9 +114,10 @@ def talk(
             asked += 1
             reply = "male" if sex == "M" else "female"
         elif stage == "opening":
-            if complaint is None or complaint not in conv.menu:
+            pick = complaint(list(conv.menu)) if callable(complaint) else complaint
+            if pick is None or pick not in conv.menu:
                 break  # not understood, and nothing to pick: the consultation fails
-            reply = str(conv.menu.index(complaint) + 1)  # the product's fallback: pick from the matches
+            reply = str(conv.menu.index(pick) + 1)  # the product's fallback: pick from the matches
         else:
             q = conv.c.next_question()  # type: ignore[union-attr]
             reply = typed(pack.finding(q.code), answer(q.code), rng)  # type: ignore[union-attr]

@@ -111,6 +111,10 @@ class VignettePatient:
         lexicon = load_lexicon(pack)
         self.broader = lexicon.implies if lexicon.characterises else {}
 
+    def pick(self, menu: list[str]) -> str | None:
+        """From a menu of findings offered when the opening was not understood, the first one the vignette states."""
+        return next((code for code in menu if (m := self.said.get(code)) is not None and m.polarity == PRESENT), None)
+
     def answer(self, code: str) -> AnswerValue:
         """The patient's answer to the question on `code`."""
         f = self.pack.finding(code)
@@ -133,7 +137,7 @@ class VignettePatient:
 def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent") -> dict[str, Any]:
     """One consultation of the engine with the vignette patient; its transcript, differential and triage."""
     patient = VignettePatient(pack, v, unmentioned)
-    done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, keep=True)
+    done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, complaint=patient.pick, keep=True)
     out: dict[str, Any] = {"id": v.id, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
                            "transcript": [{"role": r, "text": t} for r, t in done.transcript]}  # fmt: skip
     c = done.conversation.c

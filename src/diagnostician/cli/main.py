@@ -63,6 +63,14 @@ def _print_assessment(con: Any, assessment: Any) -> None:
         con.print("\n[bold]Why[/] (likelihood ratios of your answers):")
         for e in assessment.explanations[:3]:
             con.print(f"  • {e.sentence()}")
+    if assessment.tests:
+        from diagnostician.engine.workup import BASIS as TESTS_BASIS
+        from diagnostician.engine.workup import suggestion_lines
+
+        con.print("\n[bold]Tests a doctor may consider[/]:")
+        for line in suggestion_lines(assessment.tests)[:5]:
+            con.print(f"  • {line}")
+        con.print(f"[dim]{TESTS_BASIS}[/]")
     if assessment.stop_reason:
         con.print(f"\n[dim]Inquiry ended: {assessment.stop_reason}; {assessment.questions_asked} questions asked.[/]")
     con.print(f"\n[italic]{assessment.notice}[/]")

@@ -23,6 +23,8 @@ from diagnostician.dialogue.plain import is_why, understand_answer
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
 from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
+from diagnostician.engine.workup import BASIS as TESTS_BASIS
+from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.posterior import AnswerValue, check_age
 from diagnostician.errors import InputError
 from diagnostician.knowledge.schema import BINARY, Finding, Pack, RedFlag
@@ -384,6 +386,8 @@ class Conversation:
             parts.append("**Conditions that fit your answers**, most likely first (probability):\n" + "\n".join(rows))
         if a.explanations:
             parts.append("**Why**\n" + "\n".join(f"- {e.sentence()}" for e in a.explanations[:3]))
+        if a.tests:
+            parts.append("**Tests a doctor may consider**\n" + "\n".join(f"- {x}" for x in suggestion_lines(a.tests)[:4]) + "\n" + _italic(TESTS_BASIS))
         if self.stopped:
             parts.append(_italic(f"You stopped after {a.questions_asked} questions, so this assessment is provisional."))
         else:

@@ -30,6 +30,8 @@ from diagnostician import __version__
 from diagnostician.consult.session import Consultation
 from diagnostician.dialogue.render import is_scale
 from diagnostician.engine.assess import Assessment
+from diagnostician.engine.workup import BASIS as TESTS_BASIS
+from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.explain import answer_text, log_lr_matrix
 from diagnostician.engine.posterior import Answer
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, TRIAGE_LEVELS, Pack
@@ -64,12 +66,16 @@ def pack_system(pack: Pack) -> str:
     return f"urn:diagnostician:pack:{pack.name}"
 
 
-def suggested_tests_text(pack: Pack) -> str:
-    """What the report says about suggested tests for this pack (packs hold no test data yet)."""
-    return (
-        f"Suggested tests: not available in this knowledge pack ({pack.name} {pack.version} holds no test "
-        "or examination data), so none are suggested here; choose them on clinical judgement."
-    )
+def suggested_tests_text(pack: Pack, a: Assessment | None = None) -> str:
+    """One paragraph on suggested tests: those of the assessment, or why there are none."""
+    if a is not None and a.tests:
+        return "Suggested tests: " + "; ".join(suggestion_lines(a.tests)) + f". {TESTS_BASIS}"
+    if not pack.tests:
+        return (
+            f"Suggested tests: not available in this knowledge pack ({pack.name} {pack.version} holds no test "
+            "or examination data), so none are suggested here; choose them on clinical judgement."
+        )
+    return "Suggested tests: none of the pack's tests bears on the conditions now listed; choose them on clinical judgement."
 
 
 # ---------------------------------------------------------------- shared content
@@ -287,7 +293,11 @@ def clinician_report_markdown(consultation: Consultation) -> str:
             f"- {_md(rf.id.replace('_', ' '))} ({_md(LEVEL_NAME.get(rf.level, rf.level))}): {_md(rf.advice)} "
             f"Finding: {found}. Basis: {_md(rf.basis)}"
         )
-    lines += ["", _md(suggested_tests_text(pack)), "", "---", "", f"*{_md(a.notice)}*", ""]
+    if a.tests:
+        lines += ["", "**Suggested examinations and tests**", ""] + [f"- {_md(x)}" for x in suggestion_lines(a.tests)] + ["", f"*{_md(TESTS_BASIS)}*"]
+    else:
+        lines += ["", _md(suggested_tests_text(pack, a))]
+    lines += ["", "---", "", f"*{_md(a.notice)}*", ""]
     return "\n".join(lines)
 
 
@@ -404,7 +414,11 @@ def clinician_report_html(consultation: Consultation) -> str:
             )
     else:
         out.append('<p class="muted">No danger sign answered present.</p>')
-    out += [f"<p>{_e(suggested_tests_text(pack))}</p></section>", f"<footer><p><em>{_e(a.notice)}</em></p></footer>", "</main></body></html>", ""]
+    if a.tests:
+        out += ["<h3>Suggested examinations and tests</h3>", _ul([_e(x) for x in suggestion_lines(a.tests)], ""), f"<p><em>{_e(TESTS_BASIS)}</em></p>"]
+    else:
+        out.append(f"<p>{_e(suggested_tests_text(pack, a))}</p>")
+    out += ["</section>", f"<footer><p><em>{_e(a.notice)}</em></p></footer>", "</main></body></html>", ""]
     return "\n".join(x for x in out if x)
 
 
@@ -589,7 +603,7 @@ def fhir_bundle(consultation: Consultation) -> dict[str, Any]:
             + [
                 {
                     "text": f"Knowledge pack {pack.name} {pack.version} ({_review_status(pack)}); "
-                    f"{consultation.questions_asked} questions asked; {suggested_tests_text(pack)}"
+                    f"{consultation.questions_asked} questions asked; {suggested_tests_text(pack, a)}"
                 },
                 {"text": a.notice},
             ],

@@ -62,3 +62,8 @@ def suggest_tests(pack: Pack, p: np.ndarray, k: int = 5, floor: float = 0.01) ->
         uncovered &= ~bears[:, j]
         bears[:, j] = False
     return out
+
+
+def suggestion_lines(tests: tuple[TestSuggestion, ...] | list[TestSuggestion]) -> list[str]:
+    """Each suggested test in words: its kind, the share of the differential it bears on, the leading conditions."""
+    return [f"{t.name} ({t.kind}) — bears on {t.mass:.0%} of the differential: " + ", ".join(name for name, _ in t.conditions[:3]) for t in tests]

@@ -449,6 +449,7 @@ def build(
         if code not in ddx.finding_index:
             raise PackError(f"{row['_where']}: {code!r} is not a DDXPlus finding")
         if target is not None:
+            target = canon(target)
             if target not in findings:
                 raise PackError(f"{row['_where']}: {code} maps to unknown finding {target!r}")
             ddx_map[code] = canon(target)
