@@ -542,6 +542,7 @@ def build(
             "severity": SEVERITY_OF[row["urgency"]],
             "triage": row["urgency"],
             "rationale": row["rationale"],
+            "urgency_basis": f"curated judgement for a typical symptomatic presentation, leaning to safety ({row['_where'].split(':')[0]}); not yet clinically reviewed",
             "prior": _round(prior),
             "prior_basis": basis,
             "applicability": {"sex": row["sex"], "age_min": row.get("age_min", 0), "age_max": row.get("age_max", 120), "pregnancy_only": bool(row.get("pregnancy_only", False))},
