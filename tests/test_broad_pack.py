@@ -214,3 +214,17 @@ def test_report_and_chat_suggest_tests_with_their_basis() -> None:
     # The DDXPlus pack has no test lists: the report says so rather than inventing any.
     d = Consultation.begin(30, "F", {"E_91": True}, pack="ddxplus")
     assert "holds no test or examination data" in clinician_report_markdown(d)
+
+
+def test_a_red_flag_on_a_kind_of_symptom_fires_on_the_symptom_and_on_its_kinds() -> None:
+    from diagnostician.consult.session import Consultation
+
+    pack = schema.load_pack("broad")
+    for complaint in ("chest-pain", "sharp-chest-pain"):  # "sharp chest pain" entails "chest pain"
+        c = Consultation.begin(58, "M", {complaint: True, "sweating": True}, pack=pack)
+        a = c.assessment()
+        assert a.triage.level == "emergency" and a.triage.red_flags, complaint
+    # Chest pain alone is screened for danger signs first.
+    c = Consultation.begin(58, "M", {"chest-pain": True}, pack=pack)
+    q = c.next_question()
+    assert q is not None and q.phase == "screening"

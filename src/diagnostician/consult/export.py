@@ -30,6 +30,7 @@ from diagnostician import __version__
 from diagnostician.consult.session import Consultation
 from diagnostician.dialogue.render import is_scale
 from diagnostician.engine.assess import Assessment
+from diagnostician.engine.triage import flag_evidence
 from diagnostician.engine.workup import BASIS as TESTS_BASIS
 from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.explain import answer_text, log_lr_matrix
@@ -163,7 +164,7 @@ def _content(consultation: Consultation) -> _Content:
     negatives = pertinent_negatives(consultation, a)
     answered = state.answered
     flag_findings = {
-        rf.id: [answer_text(pack, answered[code]) for code, _ in rf.when if code in answered] for rf in a.triage.red_flags
+        rf.id: [answer_text(pack, answered[code]) for code in flag_evidence(pack, rf, state)] for rf in a.triage.red_flags
     }
     if consultation.finished:
         progress = f"inquiry ended: {consultation.stop_reason or 'no question left worth asking'}"
@@ -577,12 +578,12 @@ def fhir_bundle(consultation: Consultation) -> dict[str, Any]:
     flag_notes = [
         {
             "text": f"Red flag {rf.id} ({LEVEL_NAME.get(rf.level, rf.level)}): {rf.advice} Finding: "
-            + "; ".join(answer_text(pack, answered[code]) for code, _ in rf.when if code in answered)
+            + "; ".join(answer_text(pack, answered[code]) for code in flag_evidence(pack, rf, state))
             + f". Basis: {rf.basis}"
         }
         for rf in t.red_flags
     ]
-    flagged = list(dict.fromkeys(code for rf in t.red_flags for code, _ in rf.when if code in obs_ids))
+    flagged = list(dict.fromkeys(code for rf in t.red_flags for code in flag_evidence(pack, rf, state) if code in obs_ids))
     basis_obs = flagged + [code for code in obs_ids if code not in flagged]  # red-flag findings first
     add(
         {

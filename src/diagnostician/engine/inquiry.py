@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from diagnostician.engine.posterior import State, posterior
+from diagnostician.engine.triage import present_findings
 from diagnostician.knowledge.schema import CATEGORICAL, Pack
 
 
@@ -216,7 +217,7 @@ def screening_candidates(pack: Pack, state: State) -> tuple[dict[int, str], int]
     if not any(r.ask_when for r in pack.red_flags):
         return candidates, screened
     answered = state.answered
-    present = {code for code, a in answered.items() if a.is_positive(pack)}
+    present = present_findings(pack, state)
     asked: set[str] = set()
     for rf in pack.red_flags:
         if not present.intersection(rf.ask_when):
@@ -229,7 +230,7 @@ def screening_candidates(pack: Pack, state: State) -> tuple[dict[int, str], int]
             if code in answered:
                 if code not in rf.ask_when:
                     asked.add(code)
-            else:
+            elif code not in present:
                 candidates.setdefault(pack.finding_index[code], rf.id)
     return candidates, len(asked)
 

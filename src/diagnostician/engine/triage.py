@@ -42,14 +42,35 @@ class TriageResult:
         return TRIAGE_LEVELS.index(self.level)
 
 
-def fired_red_flags(pack: Pack, state: State) -> tuple[RedFlag, ...]:
-    """Red flags whose findings are all answered present (with a listed value where one is given)."""
+def present_findings(pack: Pack, state: State) -> set[str]:
+    """Findings answered present, and the broader findings those entail (pack "implies")."""
+    present = {code for code, a in state.answered.items() if a.is_positive(pack)}
+    return present | {b for code in present for b in pack.implies.get(code, ())}
+
+
+def flag_evidence(pack: Pack, rf: RedFlag, state: State) -> list[str]:
+    """The answered findings that satisfy a red flag: its own findings, or narrower ones that entail them."""
     answered = state.answered
+    out: list[str] = []
+    for code, _ in rf.when:
+        if code in answered and answered[code].is_positive(pack):
+            out.append(code)
+        else:
+            out += [a for a, ans in answered.items() if ans.is_positive(pack) and code in pack.implies.get(a, ())]
+    return list(dict.fromkeys(out))
+
+
+def fired_red_flags(pack: Pack, state: State) -> tuple[RedFlag, ...]:
+    """Red flags whose findings are all answered present, or entailed by a narrower one (with a listed value where one is given)."""
+    answered = state.answered
+    entailed = present_findings(pack, state)
     fired = []
     for rf in pack.red_flags:
         ok = True
         for code, values in rf.when:
             a = answered.get(code)
+            if not values and code in entailed:
+                continue
             if a is None or not a.is_positive(pack):
                 ok = False
                 break

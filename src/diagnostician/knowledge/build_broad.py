@@ -226,6 +226,20 @@ def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[
 # ------------------------------------------------------------------------------------------- conditions
 
 
+def _generalise_flag(when: list[str], ask_when: list[str], implied: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """A red flag on a kind of a symptom ("sharp chest pain" with sweating) also fires on the symptom itself.
+
+    Curated red-flag signs (rf-) are specific on purpose and stay as written; a SymCAT symptom that
+    only characterises a broader one is replaced by the broader one (the engine counts a narrower
+    finding answered present as its broader one present). Screening triggers gain the broader ones.
+    """
+    def broad(f: str) -> str:
+        up = [b for b in implied.get(f, []) if not b.startswith("rf-")]
+        return f if f.startswith("rf-") or not up else sorted(up, key=lambda b: (len(b), b))[0]
+
+    return list(dict.fromkeys(broad(f) for f in when)), list(dict.fromkeys([*ask_when, *(broad(f) for f in ask_when)]))
+
+
 def fold_findings(sources: Path, findings: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Fold same-meaning findings into one (sources/broad/finding_merges.jsonl): folded code → kept code.
 
@@ -563,6 +577,7 @@ def build(
     # Red flags.
     flags = []
     seen_flags = set()
+    seen_when: dict[tuple[frozenset[str], str], dict[str, Any]] = {}
     for r in red_rows:
         rid = _need(r, "id")
         if rid in seen_flags:
@@ -570,7 +585,17 @@ def build(
         seen_flags.add(rid)
         if r.get("level") not in TRIAGE_LEVELS or not r.get("when") or not str(r.get("advice", "")).strip() or not str(r.get("basis", "")).strip():
             raise PackError(f"{r['_where']} ({rid}): a red flag needs when, level, advice and basis")
-        flags.append({"id": rid, "when": [{"finding": f} for f in r["when"]], "ask_when": list(r.get("ask_when", [])), "level": r["level"], "advice": r["advice"], "basis": r["basis"]})
+        when, ask_when = _generalise_flag(r["when"], r.get("ask_when", []), implied)
+        key = (frozenset(when), r["level"])
+        if key in seen_when:  # two rules on kinds of one symptom became the same rule
+            seen_when[key]["ask_when"] = list(dict.fromkeys([*seen_when[key]["ask_when"], *ask_when]))
+            seen_when[key].setdefault("generalised_from", []).extend(r["when"])
+            continue
+        flag = {"id": rid, "when": [{"finding": f} for f in when], "ask_when": ask_when, "level": r["level"], "advice": r["advice"], "basis": r["basis"]}
+        if when != list(r["when"]):
+            flag["generalised_from"] = list(r["when"])
+        seen_when[key] = flag
+        flags.append(flag)
 
     if leak is None:
         col_leak, cap, leak_text = _base_rate_leak(cond_entries, cells, fcodes, cidx)
@@ -624,6 +649,8 @@ def build(
         # How the DDXPlus pack's findings name this pack's (curated sources/broad/ddxplus_map.jsonl), for
         # the combined "broad+ddxplus" pack where DDXPlus statistics take precedence inside their scope.
         "crosswalk": {"ddxplus": {"findings": {e: f for e, f in sorted(ddx_map.items()) if f in fidx}}},
+        # Narrower finding → broader findings it presupposes; the engine counts the broader ones present too.
+        "implies": {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx and any(b in fidx for b in bs)},
     }
     likelihoods = {
         "conditions": [c["code"] for c in conds],

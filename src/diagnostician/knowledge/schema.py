@@ -137,6 +137,11 @@ class Pack:
         return tuple(order[bounds[i] : bounds[i + 1]] for i in range(len(self.findings)))
 
     @cached_property
+    def implies(self) -> dict[str, tuple[str, ...]]:
+        """Narrower finding → broader findings its presence entails ("sharp chest pain" → "chest pain")."""
+        return {a: tuple(b for b in bs if b in self.finding_index) for a, bs in (self.meta.get("implies") or {}).items() if a in self.finding_index}
+
+    @cached_property
     def tests(self) -> tuple[Test, ...]:
         """The examinations and tests the pack can suggest."""
         return tuple(Test(t["id"], t["name"], t.get("kind", "lab"), t.get("source", ""), bool(t.get("generic", False))) for t in self.meta.get("tests", []))
