@@ -54,7 +54,10 @@ def test_runs_write_transcripts_resume_and_score(tmp_path, pack) -> None:
     assert summary["cases"] == 2 and summary["emergency_recall"] == 1.0
     assert {"accuracy", "under_triage", "over_triage", "emergency_recall"} <= set(summary)
     d = diagnosis_summary(pack, [{**first[0], "differential": ["Possible NSTEMI / STEMI"], "diagnosis": "Myocardial infarction (heart attack)"}])
-    assert set(d) >= {"top1", "top3", "top5", "turns"}
+    assert set(d) >= {"top1", "top3", "top5", "turns", "coverage"}
+    d2 = diagnosis_summary(pack, [{**first[0], "differential": ["Pneumonia", "Acute bronchitis"], "diagnosis": "acute bronchitis"}])
+    assert d2["top1"] == 0 and d2["top3"] == 1
+    assert d2["decisions"] == [{"id": first[0]["id"], "gold": "acute bronchitis", "rank": 2, "matched": "Acute bronchitis", "rule": "exact", "detail": "acute bronchitis"}]
 
 
 def test_cli_triage_and_vignettes(tmp_path) -> None:
@@ -62,6 +65,7 @@ def test_cli_triage_and_vignettes(tmp_path) -> None:
     p = run_cli("bench", "vignettes", "--cases", str(path), "--out", str(tmp_path / "o"), "--json")
     assert_ok(p)
     assert json.loads(p.stdout)["cases"] == 1 and (tmp_path / "o" / "summary.md").exists()
+    assert len((tmp_path / "o" / "decisions.jsonl").read_text().splitlines()) == 1
     assert_input_error(run_cli("bench", "triage", "--cases", str(tmp_path / "missing.jsonl")), "not found")
     assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--agent", "gpt"), "only the built-in engine")
     bad = _write(tmp_path, "bad.jsonl", [{"x": 1}])

@@ -184,9 +184,14 @@ def diagnosis_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, An
     icd = icd10_map(pack)
     n = len(results)
     hits = {k: 0 for k in (1, 3, 5)}
+    decisions = []
     for r in results:
+        hit, rank, match = top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=pack_synonyms(pack), icd10=icd)
         for k in hits:
-            hits[k] += top_k_hit(r.get("differential") or [], r["diagnosis"], k, synonyms=pack_synonyms(pack), icd10=icd)[0]
+            hits[k] += bool(hit and rank is not None and rank <= k)
+        # Every judgement of the matcher is kept: which prediction matched, by which rule.
+        decisions.append({"id": r["id"], "gold": r["diagnosis"], "rank": rank, "matched": (r.get("differential") or [])[rank - 1] if rank else None,
+                          "rule": match.rule, "detail": match.detail})  # fmt: skip
     covered = sum(in_pack(pack, r["diagnosis"]) for r in results)
     return {
         "cases": n,
@@ -196,6 +201,7 @@ def diagnosis_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, An
         "top5": round(hits[5] / n, 4) if n else None,
         "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2) if n else None,
         "ended": sum(bool(r.get("ended")) for r in results),
+        "decisions": decisions,
     }
 
 

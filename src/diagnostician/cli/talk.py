@@ -308,6 +308,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         if client is not None:
             client.close()
     summary = triage_summary(results) if kind == "triage" else diagnosis_summary(pack, results)
+    decisions = summary.pop("decisions", [])  # the matcher's judgement on every case, kept beside the summary
     summary.update(agent=agent, patient=args.patient, pack=f"{pack.name} {pack.version}", file=str(args.cases), unmentioned=args.unmentioned)
     if args.patient == "llm":
         # Dialogues where the played patient named the diagnosis or used clinical terms the vignette does not.
@@ -319,6 +320,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     table = "\n".join(iter_markdown(summary, keys))
     if out:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        if decisions:
+            (out / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions), encoding="utf-8")
         (out / "summary.md").write_text(table + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=1) if args.json else table)
     return EXIT_OK
@@ -525,7 +528,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--unmentioned", default="absent", help="deterministic patient: what it answers about findings the vignette does not mention, absent (default) or unknown")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
-        bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json and summary.md")
+        bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json, summary.md and decisions.jsonl (the matcher's judgement per case)")
         bv.add_argument("--pack", default="broad", help="knowledge pack (default broad; ddxplus, broad+ddxplus or a folder)")
         bv.add_argument("--json", action="store_true")
         bv.add_argument("--quiet", action="store_true", help="no progress bar")
