@@ -228,3 +228,32 @@ def test_a_red_flag_on_a_kind_of_symptom_fires_on_the_symptom_and_on_its_kinds()
     c = Consultation.begin(58, "M", {"chest-pain": True}, pack=pack)
     q = c.next_question()
     assert q is not None and q.phase == "screening"
+
+
+def test_findings_the_age_decides_are_answered_from_it_never_asked() -> None:
+    from diagnostician.consult.session import Consultation
+
+    pack = schema.load_pack("broad")
+    toddler = Consultation.begin(2, "F", {"fever": True}, pack=pack)
+    assert toddler.state.answered["rf-baby-under-3-months"].value is False
+    asked = []
+    for _ in range(12):
+        q = toddler.next_question()
+        if q is None:
+            break
+        asked.append(q.code)
+        toddler.answer(q.code, False)
+    assert "rf-baby-under-3-months" not in asked
+    # A feverish 6-week-old fires the infant-fever red flag without being asked its age again.
+    baby = Consultation.begin(6 / 52, "M", {"fever": True}, pack=pack)
+    a = baby.assessment()
+    assert a.triage.level == "emergency" and any("3_months" in r.id or "baby" in r.id for r in a.triage.red_flags)
+
+
+def test_questions_already_asked_of_the_parent_are_not_turned_again() -> None:
+    from diagnostician.dialogue.render import Audience, address
+
+    who = Audience(True, "daughter", "F")
+    assert address("Is your baby unusually irritable, fussy or hard to settle?", who) == "Is your baby unusually irritable, fussy or hard to settle?"
+    assert address("Do you have a fever?", who).startswith("Does your daughter")
+    assert Audience(True, None, "F", adult=True).who == "the patient"

@@ -91,6 +91,8 @@ def address(text: str, audience: Audience) -> str:
     """A question to the patient turned to whoever answers for them ("Do you…" → "Does your child…")."""
     if not audience.proxy:
         return text
+    if re.search(r"\b(your|the) (baby|child|newborn|infant)\b", text, re.IGNORECASE):
+        return text  # already asked of the parent ("Is your baby…"): nothing to turn
     tables = _proxy_tables()
     pron = tables["pronouns"].get(audience.sex or "", tables["pronouns"][""])
     first = [True]

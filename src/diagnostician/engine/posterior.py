@@ -140,6 +140,11 @@ def start(pack: Pack, age: float, sex: str, answers: tuple[Answer, ...] | list[A
     age_v, sex_v = check_age(age), normalise_sex(sex)
     lp = pack.log_prior + demographic_log_likelihood(pack, age_v, sex_v)
     state = State(pack.name, pack.version, age_v, sex_v, (), lp)
+    given = {a.code for a in answers}
+    # Findings the age decides ("a baby under 3 months") are answered from it, never asked.
+    for f in pack.findings:
+        if f.age_range is not None and f.code not in given:
+            state = update(pack, state, Answer(f.code, f.age_range[0] <= age_v < f.age_range[1]))
     for a in answers:
         state = update(pack, state, a)
     return state
@@ -156,11 +161,10 @@ def update(pack: Pack, state: State, answer: Answer) -> State:
 
 def rebuild(pack: Pack, state: State, answers: tuple[Answer, ...]) -> State:
     """Recompute a state from scratch with the given answers (used by undo and replacement)."""
-    fresh = start(pack, state.age, state.sex)
-    lp = fresh.log_post.copy()
+    lp = pack.log_prior + demographic_log_likelihood(pack, state.age, state.sex)
     for a in answers:
         lp = lp + log_likelihood(pack, validate_answer(pack, a))
-    return replace(fresh, answers=tuple(answers), log_post=lp)
+    return replace(state, answers=tuple(answers), log_post=lp)
 
 
 def posterior(state: State) -> np.ndarray:

@@ -181,8 +181,15 @@ def _finding_entry(row: dict[str, Any], code: str, source: str) -> dict[str, Any
     system = row.get("system", "general")
     if system not in SYSTEMS:
         raise PackError(f"{where}: system {system!r} is not one of the fixed vocabulary")
-    return {"code": code, "kind": "binary", "question": row["question"].strip(), "label": row["label"].strip(), "system": system,
-            "terms": [t.strip().lower() for t in terms], "source": source}  # fmt: skip
+    entry = {"code": code, "kind": "binary", "question": row["question"].strip(), "label": row["label"].strip(), "system": system,
+             "terms": [t.strip().lower() for t in terms], "source": source}  # fmt: skip
+    if "age_range" in row:  # a finding the age decides ("a baby under 3 months"): answered from the age, never asked
+        lo_hi = row["age_range"]
+        if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(isinstance(x, (int, float)) for x in lo_hi) and 0 <= lo_hi[0] < lo_hi[1] <= 120):
+            raise PackError(f"{where}: age_range must be [low, high] years within 0–120")
+        entry["age_range"] = [float(lo_hi[0]), float(lo_hi[1])]
+        entry["source"] += f"; {row.get('age_basis') or 'decided by the age'}"
+    return entry
 
 
 def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:
@@ -610,7 +617,7 @@ def build(
     finding_entries = []
     for f in fcodes:
         e = findings[f]
-        finding_entries.append({k: e[k] for k in ("code", "kind", "question", "label", "system", "source")})
+        finding_entries.append({k: e[k] for k in ("code", "kind", "question", "label", "system", "age_range", "source") if k in e})
     lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx}, sources, merged)
     lexicon["blocked"] = _blocked_phrases(lexicon, cond_entries, {k for k, (p, _) in cells.items() if p >= 0.1})
     complaint_counts = defaultdict(int)

@@ -40,6 +40,7 @@ class Finding:
     antecedent: bool = False
     parent: str | None = None
     source: str = ""
+    age_range: tuple[float, float] | None = None  # the age decides it: present for ages in [low, high) years, never asked
 
     def absent_value(self) -> bool | str | tuple[str, ...]:
         """The answer that reports this finding absent: no, the default value, or the default alone."""
@@ -270,6 +271,7 @@ def load_pack_dir(path: str | Path) -> Pack:
                 antecedent=bool(f.get("antecedent", False)),
                 parent=f.get("parent"),
                 source=f.get("source", ""),
+                age_range=tuple(float(x) for x in f["age_range"]) if f.get("age_range") else None,  # type: ignore[arg-type]
             )
             for f in meta["findings"]
         )
