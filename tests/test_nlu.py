@@ -271,3 +271,12 @@ def test_embedding_matches_what_the_lexicon_misses(pack) -> None:
     assert reader.read("no trouble opening my eyelids").mentions[0].polarity == ABSENT
     # Off by default: the lexical reader alone does not guess.
     assert reader_for(pack, semantic=False).read("I have a hard time opening my eyelids").mentions == []
+
+
+def test_a_childs_sex_from_pronouns_that_agree_but_not_from_a_relative_of_the_writer(pack) -> None:
+    from diagnostician.dialogue.nlu import read_text
+
+    r = read_text(pack, "my 2 year old has a fever and is pulling at her ear")
+    assert r.age == 2 and r.sex == "F"
+    r = read_text(pack, "I am 12 and my sister gave me her cold")
+    assert r.age == 12 and r.sex is None

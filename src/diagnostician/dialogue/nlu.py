@@ -746,6 +746,11 @@ def read_demographics(norm: str, reading: Reading, lang: dict[str, Any]) -> None
         m = re.search(r"\b(?:\d+|\w+)[- ](?:year|yr)s?[- ]old\s+(?:[a-z]+\s+)?(woman|female|lady|girl|man|male|guy|boy)\b", norm) or re.search(r"(?:^|[,;(]\s*)(male|female|man|woman)\b", norm)
         if m:
             reading.sex = reading.sex or lang["self_sex"][m.group(1)]
+    if reading.sex is None and relation is None and reading.age is not None and reading.age < 16 and not set(words) & set(lang["first_person"]):
+        # "my 2 year old … pulling at her ear": a child's age with third-person pronouns that all agree.
+        pron = [lang["pronouns"][w] for w in words if w in lang["pronouns"]]
+        if pron and all(p == pron[0] for p in pron):
+            reading.sex = pron[0]
     if reading.sex is None and (relation is None or relation[1] is None):
         for sex, sex_words in lang["sex_words"].items():
             if sex in ("F", "M") and any(w in sex_words for w in words):
