@@ -270,6 +270,9 @@ def test_run_file_english_50(en50: dict[str, Any], pack) -> None:
     held = en50["held_out"]
     assert held["cases"] + en50["fit_fold_rows"] == 50
     assert held["cases"] == sum(1 for r in range(50) if not in_fit_fold(EN_DEV.name, r))
+    # The paediatric slice: the same metrics over the patients under 18.
+    kids = [c for c in en50["cases"] if c["age"] < 18]
+    assert en50["pediatric"]["cases"] == len(kids) > 0 and "gtpa@1" in en50["pediatric"]
     cases = en50["cases"]
     assert [c["row"] for c in cases] == list(range(50))
     for c in cases:

@@ -66,6 +66,8 @@ def test_cli_triage_and_vignettes(tmp_path) -> None:
     assert_ok(p)
     assert json.loads(p.stdout)["cases"] == 1 and (tmp_path / "o" / "summary.md").exists()
     assert len((tmp_path / "o" / "decisions.jsonl").read_text().splitlines()) == 1
+    # An adult vignette: the paediatric slice is empty, and said to be.
+    assert json.loads(p.stdout)["pediatric"] == {"cases": 0}
     assert_input_error(run_cli("bench", "triage", "--cases", str(tmp_path / "missing.jsonl")), "not found")
     assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--agent", "gpt"), "only the built-in engine")
     bad = _write(tmp_path, "bad.jsonl", [{"x": 1}])

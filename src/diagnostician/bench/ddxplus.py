@@ -85,6 +85,7 @@ def run_case(pack: Pack, record: PatientRecord, config: BenchConfig) -> dict[str
     rival[int(np.argmax(post))] = 0.0
     result: dict[str, Any] = {
         "row": record.row,
+        "age": record.age,
         "pathology": record.pathology,
         "rank": a.ranking.index(record.pathology),
         "top5": list(a.ranking[:5]),
@@ -144,6 +145,9 @@ def _chunks(records: list[PatientRecord], size: int) -> Iterator[list[PatientRec
         yield records[i : i + size]
 
 
+PEDIATRIC_AGE = 18  # years: the paediatric slice is every patient younger
+
+
 def run_file(
     path: str | Path,
     config: BenchConfig = BenchConfig(),
@@ -190,6 +194,8 @@ def run_file(
         "file": str(path),
         "summary": summary,
         "held_out": summarize(held) if held else {"cases": 0},
+        # The paediatric slice (patients under 18), the same metrics reported separately.
+        "pediatric": summarize(kids) if (kids := [r for r in results if r.get("age", 99) < PEDIATRIC_AGE]) else {"cases": 0},
         "fit_fold_rows": len(results) - len(held),
         "config": {
             "pack": f"{pack.name} {pack.version}",
@@ -228,7 +234,7 @@ ROWS = [
 
 def markdown(report: dict[str, Any]) -> str:
     """A Markdown table of one file's report: all cases and held-out cases side by side."""
-    s, h = report["summary"], report["held_out"]
+    s, h, k = report["summary"], report["held_out"], report.get("pediatric") or {"cases": 0}
     lines = [
         f"### {Path(report['file']).name}",
         "",
@@ -236,15 +242,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"held-out = rows outside the pack's fit fold ({report['fit_fold_rows']} fit-fold rows); "
         f"differential model: {report['config']['differential_model']}.",
         "",
-        "| metric | all cases | held-out cases |",
-        "|---|---|---|",
+        "| metric | all cases | held-out cases | patients under 18 |",
+        "|---|---|---|---|",
     ]
     for key, label, fmt in ROWS:
-        a, b = s.get(key), h.get(key)
+        a, b, c = s.get(key), h.get(key), k.get(key)
         if a is None and b is None:
             continue
         cell = lambda v: "—" if v is None else fmt.format(v)  # noqa: E731
-        lines.append(f"| {label} | {cell(a)} | {cell(b)} |")
+        lines.append(f"| {label} | {cell(a)} | {cell(b)} | {cell(c)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -138,7 +138,7 @@ def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.R
     """One consultation of the engine with the vignette patient; its transcript, differential and triage."""
     patient = VignettePatient(pack, v, unmentioned)
     done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, complaint=patient.pick, keep=True)
-    out: dict[str, Any] = {"id": v.id, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
+    out: dict[str, Any] = {"id": v.id, "age": v.age, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
                            "transcript": [{"role": r, "text": t} for r, t in done.transcript]}  # fmt: skip
     c = done.conversation.c
     if c is None:

@@ -307,8 +307,13 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
             bar.stop()
         if client is not None:
             client.close()
-    summary = triage_summary(results) if kind == "triage" else diagnosis_summary(pack, results)
+    summarise = (lambda rows: triage_summary(rows)) if kind == "triage" else (lambda rows: diagnosis_summary(pack, rows))
+    summary = summarise(results)
     decisions = summary.pop("decisions", [])  # the matcher's judgement on every case, kept beside the summary
+    # The paediatric slice: the same metrics on the vignettes of patients under 18.
+    ages = {v.id: v.age for v in vignettes}
+    kids = [r for r in results if (ages.get(r["id"]) if ages.get(r["id"]) is not None else 99) < 18]
+    summary["pediatric"] = {k: v for k, v in summarise(kids).items() if k != "decisions"} if kids else {"cases": 0}
     summary.update(agent=agent, patient=args.patient, pack=f"{pack.name} {pack.version}", file=str(args.cases), unmentioned=args.unmentioned)
     if args.patient == "llm":
         # Dialogues where the played patient named the diagnosis or used clinical terms the vignette does not.
@@ -318,6 +323,9 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "coverage", "top1", "top3", "top5", "turns", "ended")
     keys += ("malformed", "errors")  # only in a chat model's summary
     table = "\n".join(iter_markdown(summary, keys))
+    if summary["pediatric"].get("cases"):
+        kid = summary["pediatric"]
+        table += "\n\npatients under 18: " + ", ".join(f"{k} {kid[k]}" for k in keys if k in kid)
     if out:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         if decisions:
