@@ -136,6 +136,11 @@ class VignettePatient:
 
 def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent") -> dict[str, Any]:
     """One consultation of the engine with the vignette patient; its transcript, differential and triage."""
+    return consult_with_patient(pack, v, config, rng, unmentioned)[0]
+
+
+def consult_with_patient(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent") -> tuple[dict[str, Any], Any]:
+    """The consultation's row (transcript, differential, triage) and the Consultation itself (None if it never started)."""
     patient = VignettePatient(pack, v, unmentioned)
     done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, complaint=patient.pick, keep=True)
     out: dict[str, Any] = {"id": v.id, "age": v.age, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
@@ -143,7 +148,7 @@ def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.R
     c = done.conversation.c
     if c is None:
         out.update(differential=[], triage=None, turns=0)
-        return out
+        return out, None
     a = c.assessment(explain_top=0)
     out.update(
         differential=[e.name for e in a.differential[:5]],
@@ -151,7 +156,7 @@ def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.R
         red_flags=[r.id for r in a.triage.red_flags],
         turns=c.questions_asked,
     )
-    return out
+    return out, c
 
 
 def run_cases(

@@ -241,10 +241,20 @@ def cmd_bench_freetext(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _case_bench_inputs(args: argparse.Namespace, what: str) -> tuple[Any, Path | None]:
+    """What the case-file benches check and load alike: --limit, the case file, the pack, the --out folder."""
+    from diagnostician.knowledge.schema import load_pack
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if not Path(args.cases).is_file():
+        raise InputError(f"{what} file not found: {args.cases}")
+    return load_pack(args.pack), (Path(args.out) if args.out else None)
+
+
 def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     """Run the engine or a chat model on a vignette file with the deterministic vignette patient; print and write the summary."""
     from diagnostician.bench.vignettes import diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
-    from diagnostician.knowledge.schema import load_pack
 
     if args.agent not in ("engine", "openai"):
         raise InputError(
@@ -255,17 +265,12 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         raise InputError(f"--patient {args.patient}: choose deterministic (the default) or llm")
     if args.patient == "llm" and args.agent != "openai":
         raise InputError("--patient llm answers in free text: use it with --agent openai (the engine asks by finding code)")
-    if args.limit is not None and args.limit < 1:
-        raise InputError("--limit must be at least 1")
     if args.unmentioned not in ("absent", "unknown"):
         raise InputError(f"--unmentioned {args.unmentioned}: choose absent (the default) or unknown")
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
-    if not Path(args.cases).is_file():
-        raise InputError(f"vignette file not found: {args.cases}")
-    pack = load_pack(args.pack)
+    pack, out = _case_bench_inputs(args, "vignette")
     vignettes = load_vignettes(args.cases)[: args.limit]
-    out = Path(args.out) if args.out else None
     client: Any = None
     consult: Any = None  # run_cases' default: the engine
     agent = "engine"
@@ -343,6 +348,29 @@ def cmd_bench_triage(args: argparse.Namespace) -> int:
 def cmd_bench_vignettes(args: argparse.Namespace) -> int:
     """Diagnosis bench on vignettes: top-1/3/5 of the engine's differential."""
     return _vignette_bench(args, "vignettes")
+
+
+def cmd_bench_osce(args: argparse.Namespace) -> int:
+    """OSCE-style bench on AgentClinic case scripts: history, the tests the engine suggests (answered from the script), diagnosis."""
+    from diagnostician.bench.osce import load_osce, osce_summary, run_osce
+    from diagnostician.bench.vignettes import iter_markdown
+
+    if args.agent != "engine":
+        raise InputError(f"--agent {args.agent}: the OSCE bench runs the built-in engine only so far (engine)")
+    if not 4 <= args.turns <= 100:
+        raise InputError("--turns must lie between 4 and 100")
+    pack, out = _case_bench_inputs(args, "OSCE case")
+    cases = load_osce(args.cases)[: args.limit]
+    results = run_osce(pack, cases, out, turns=args.turns)
+    summary = osce_summary(pack, results)
+    summary.update(agent="engine", pack=f"{pack.name} {pack.version}", file=str(args.cases), turn_budget=args.turns)
+    keys = ("cases", "coverage", "top1", "top5", "turns", "turns_history", "tests_ordered", "informative_share", "over_testing", "emergency_recall", "ended")
+    table = "\n".join(iter_markdown(summary, keys))
+    if out:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        (out / "summary.md").write_text(table + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=1) if args.json else table)
+    return EXIT_OK
 
 
 def cmd_bench_compare(args: argparse.Namespace) -> int:
@@ -541,6 +569,16 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--json", action="store_true")
         bv.add_argument("--quiet", action="store_true", help="no progress bar")
         bv.set_defaults(func=func)
+
+    bo = bench_sub.add_parser("osce", help="OSCE-style bench on AgentClinic case scripts: history, tests, diagnosis (engine)")
+    bo.add_argument("--cases", required=True, help="AgentClinic JSONL file (OSCE_Examination objects)")
+    bo.add_argument("--agent", default="engine", help="the agent under test (engine)")
+    bo.add_argument("--pack", default="broad", help="knowledge pack (default broad)")
+    bo.add_argument("--turns", type=int, default=20, help="turn budget in all: questions plus ordered tests (default 20, as in AgentClinic)")
+    bo.add_argument("--limit", type=int, help="first N cases")
+    bo.add_argument("--out", help="folder for cases.jsonl (transcripts with the orders; a rerun resumes), summary.json and summary.md")
+    bo.add_argument("--json", action="store_true")
+    bo.set_defaults(func=cmd_bench_osce)
 
     bh = bench_sub.add_parser("healthbench", help="grade replies to HealthBench-format prompts with a grader model (rubric items)")
     bh.add_argument("--data", required=True, metavar="FILE", help="HealthBench JSONL file (prompt, rubrics, example_tags)")

@@ -776,7 +776,6 @@ def _lexicon(
         all_terms[f] = list(dict.fromkeys([*all_terms[f], *extra["lay"].get(f, []), *extra["clinical"].get(f, [])]))
     out = {}
     for f in fcodes:
-        e = findings[f]
         broader = {t for b in implied.get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
         terms = [t for t in all_terms[f] if t not in broader] or all_terms[f][:1]
         src = ["curated"] + (["medlineplus"] if phrases.get(f) else []) + (["ddxplus"] if ddx_terms.get(f) else []) + [name for name in ("lay", "clinical") if extra[name].get(f)]

@@ -1,0 +1,199 @@
+"""OSCE-style benchmark on AgentClinic case scripts: history, then examinations and tests, then the diagnosis.
+
+A case (AgentClinic-MedQA format) holds a patient actor's script, the physical examination
+findings, the test results and the correct diagnosis. The engine is the doctor:
+1. History: the deterministic vignette patient of `bench.vignettes` answers from the patient
+   actor's script (demographics, history, symptoms, past medical and social history, review of
+   systems), through the same Conversation as the chat.
+2. Examinations and tests: the engine orders the tests its assessment suggests (greedy cover of
+   the differential's probability, `engine.workup`), one turn each. A deterministic measurement
+   side answers each request from the script when one of its entries matches the request's words
+   ("chest CT" ↔ "Imaging / Chest_CT"), and "normal / not available" otherwise. The packs hold no
+   test-result likelihoods, so the engine records each result but cannot interpret it: the
+   diagnosis does not change with it, and the transcript says so.
+3. Final answer: the differential after the history (top-1 / top-5 with the diagnosis matcher).
+
+Budget: `turns` in all (default 20, as in the AgentClinic paper); the history may use all but the
+turns reserved for tests. Metrics: top1, top5, turns (history + tests), tests_ordered, the share
+of the script's tests ordered, and over-testing (ordered tests the script has no result for).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from diagnostician.bench.ddxplus import BenchConfig
+from diagnostician.bench.jsonl import read_jsonl, run_logged
+from diagnostician.bench.scoring import icd10_map, match_diagnosis, pack_synonyms, top_k_hit
+from diagnostician.bench.vignettes import Vignette, _demographics, consult_with_patient
+from diagnostician.errors import CaseFileError
+from diagnostician.knowledge.schema import Pack
+
+DEFAULT_TURNS = 20
+TEST_TURNS = 3  # turns kept for examinations and tests
+NOT_AVAILABLE = "normal / not available"
+_STOP = frozenset({"the", "of", "and", "or", "a", "an", "test", "tests", "level", "levels", "scan", "findings", "exam", "examination", "unspecified"})
+
+
+@dataclass(frozen=True)
+class OsceCase:
+    """One AgentClinic case: the patient's side as a vignette, the examination and test entries, the diagnosis."""
+
+    vignette: Vignette
+    exams: dict[str, str]  # "Neurological_Examination / Cranial_Nerves" → finding text
+    tests: dict[str, str]  # "Imaging / Chest_CT / Findings" → result text
+    diagnosis: str
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, str]:
+    """Nested script entries as 'A / B / C' → text."""
+    if isinstance(obj, dict):
+        out: dict[str, str] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix} / {k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list):
+        return {prefix: "; ".join(str(x) for x in obj)}
+    return {prefix: str(obj)}
+
+
+def load_osce(path: str | Path) -> list[OsceCase]:
+    """AgentClinic OSCE cases from a JSONL file (`OSCE_Examination` objects)."""
+    out = []
+    for n, row in read_jsonl(path, "an OSCE case"):
+        try:
+            osce = row["OSCE_Examination"]
+            actor = osce["Patient_Actor"]
+            symptoms = actor.get("Symptoms") or {}
+            demo = str(actor.get("Demographics") or "")
+            primary = str(symptoms.get("Primary_Symptom") or "")
+            secondary = symptoms.get("Secondary_Symptoms") or []
+            parts = [demo, str(actor.get("History") or ""), primary, "; ".join(map(str, secondary)), str(actor.get("Past_Medical_History") or ""),
+                     str(actor.get("Social_History") or ""), str(actor.get("Review_of_Systems") or "")]  # fmt: skip
+            text = ". ".join(p.strip().rstrip(".") for p in parts if p.strip())
+            age, sex = _demographics(demo)
+            opening = f"{demo}. {primary}".strip(". ")
+            v = Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(osce["Correct_Diagnosis"]))
+            out.append(OsceCase(v, _flatten(osce.get("Physical_Examination_Findings") or {}), _flatten(osce.get("Test_Results") or {}), v.diagnosis))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CaseFileError(f"{path}:{n}: not an AgentClinic OSCE case: {exc}") from exc
+    return out
+
+
+def _words(text: str) -> set[str]:
+    words = {w.rstrip("s") if len(w) > 3 else w for w in re.findall(r"[a-z0-9]+", text.lower().replace("_", " "))}
+    return words - _STOP
+
+
+class Measurement:
+    """Answers an examination or test request from the case script, by the words of its entries."""
+
+    def __init__(self, entries: dict[str, str]) -> None:
+        self.entries = entries
+
+    def keys_for(self, request: str, aliases: tuple[str, ...] = ()) -> list[str]:
+        """The script entries a request names: every word of the request (or of an alias) is in the entry's path."""
+        names = [_words(request)] + [_words(a) for a in aliases]
+        return [k for k in self.entries if any(ws and ws <= _words(k) for ws in names)]
+
+    def answer(self, request: str, aliases: tuple[str, ...] = ()) -> str:
+        """The script's result for a request, or 'normal / not available'."""
+        keys = self.keys_for(request, aliases)
+        return "; ".join(f"{k}: {self.entries[k]}" for k in keys) if keys else NOT_AVAILABLE
+
+
+def _test_key_groups(entries: dict[str, str]) -> list[str]:
+    """The script's tests, one per top-level group or second-level entry ("Imaging / Chest_CT")."""
+    groups: list[str] = []
+    for k in entries:
+        parts = k.split(" / ")
+        g = " / ".join(parts[:2]) if len(parts) > 2 else parts[0]
+        if g not in groups:
+            groups.append(g)
+    return groups
+
+
+def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> dict[str, Any]:
+    """One OSCE consultation: history by the engine, the tests it suggests answered from the script, its final differential."""
+    config = BenchConfig(pack=pack.name, max_questions=max(1, turns - TEST_TURNS))
+    row, c = consult_with_patient(pack, case.vignette, config, rng)
+    ordered: list[dict[str, Any]] = []
+    if c is not None:
+        lab = Measurement(case.tests)
+        exam = Measurement(case.exams)
+        for t in c.assessment(explain_top=0).tests[: max(0, turns - row["turns"])]:
+            side = exam if t.kind == "exam" else lab
+            keys = side.keys_for(t.name)
+            result = side.answer(t.name)
+            ordered.append({"test": t.name, "kind": t.kind, "mass": round(t.mass, 4), "script_keys": keys, "result": result})
+            row["transcript"] += [
+                {"role": "doctor", "text": f"Order: {t.name} ({t.kind}), bearing on {t.mass:.0%} of the differential."},
+                {"role": "measurement", "text": result},
+                {"role": "doctor", "text": "Result recorded; the knowledge pack has no result likelihoods for it, so it does not change the differential."},
+            ]
+    groups = _test_key_groups(case.tests)
+    hit_groups = {g for o in ordered for k in o["script_keys"] for g in groups if k == g or k.startswith(g + " / ")}
+    row.update(
+        tests_ordered=len(ordered),
+        orders=ordered,
+        informative_share=round(len(hit_groups) / len(groups), 4) if groups else None,
+        over_testing=sum(not o["script_keys"] for o in ordered),
+        turns_history=row["turns"],
+        turns=row["turns"] + len(ordered),
+    )
+    return row
+
+
+def run_osce(
+    pack: Pack,
+    cases: list[OsceCase],
+    out_dir: Path | None = None,
+    turns: int = DEFAULT_TURNS,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Consult every case (resuming from out_dir/cases.jsonl) and return the rows."""
+    by_id = {c.vignette.id: c for c in cases}
+    results, _ = run_logged(
+        list(by_id.values()), lambda c: c.vignette.id, lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}")), out_dir, progress=progress
+    )
+    return results
+
+
+def osce_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """top1, top5, turns, tests_ordered, informative share, over-testing, coverage and emergency recall of an OSCE run."""
+    n = len(results)
+    if not n:
+        return {"cases": 0}
+    syn, icd = pack_synonyms(pack), icd10_map(pack)
+    top1 = top5 = covered = 0
+    em_total = em_hit = 0
+    for r in results:
+        hit, rank, _ = top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=syn, icd10=icd)
+        top1 += bool(hit and rank == 1)
+        top5 += bool(hit)
+        gold = [c for c in pack.conditions if match_diagnosis(c.name, r["diagnosis"], syn, icd).matched]
+        covered += bool(gold)
+        # An emergency case: the pack's own urgency for the correct diagnosis says so.
+        if gold and gold[0].triage == "emergency":
+            em_total += 1
+            em_hit += r.get("triage") == "emergency"
+    shares = [r["informative_share"] for r in results if r.get("informative_share") is not None]
+    return {
+        "cases": n,
+        "coverage": round(covered / n, 4),
+        "top1": round(top1 / n, 4),
+        "top5": round(top5 / n, 4),
+        "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2),
+        "turns_history": round(sum(r.get("turns_history") or 0 for r in results) / n, 2),
+        "tests_ordered": round(sum(r.get("tests_ordered") or 0 for r in results) / n, 2),
+        "informative_share": round(sum(shares) / len(shares), 4) if shares else None,
+        "over_testing": round(sum(r.get("over_testing") or 0 for r in results) / n, 2),
+        "emergency_cases": em_total,
+        "emergency_recall": round(em_hit / em_total, 4) if em_total else None,
+        "ended": sum(bool(r.get("ended")) for r in results),
+    }

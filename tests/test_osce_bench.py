@@ -1,0 +1,74 @@
+"""The OSCE bench on AgentClinic-format cases written for the tests (no shared data needed)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from test_cli import assert_input_error, assert_ok, run_cli
+
+from diagnostician.bench.osce import NOT_AVAILABLE, Measurement, consult_osce, load_osce, osce_summary
+from diagnostician.knowledge.schema import load_pack
+
+CASE = {
+    "OSCE_Examination": {
+        "Objective_for_Doctor": "Assess the patient with painful urination.",
+        "Patient_Actor": {
+            "Demographics": "28-year-old female",
+            "History": "Two days of burning when passing urine and needing to urinate often.",
+            "Symptoms": {"Primary_Symptom": "Painful urination", "Secondary_Symptoms": ["Frequent urination", "Lower abdominal discomfort"]},
+            "Past_Medical_History": "None.",
+            "Social_History": "Non-smoker.",
+            "Review_of_Systems": "Denies fever, vomiting or back pain.",
+        },
+        "Physical_Examination_Findings": {"Vital_Signs": {"Temperature": "36.8 C"}, "Abdominal_Examination": {"Suprapubic_Tenderness": "Mild"}},
+        "Test_Results": {"Urinalysis": {"Nitrites": "Positive", "Leukocyte_Esterase": "Positive"}, "Urine_Culture": {"Findings": "E. coli > 100,000 CFU/mL"}},
+        "Correct_Diagnosis": "Urinary tract infection",
+    }
+}
+
+
+def _write(tmp_path: Path, rows: list[dict]) -> Path:
+    p = tmp_path / "osce.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def test_cases_load_with_flattened_exam_and_test_entries(tmp_path) -> None:
+    (case,) = load_osce(_write(tmp_path, [CASE]))
+    assert case.vignette.age == 28 and case.vignette.sex == "F" and case.vignette.opening.endswith("Painful urination")
+    assert "Denies fever" in case.vignette.text and case.diagnosis == "Urinary tract infection"
+    assert case.tests["Urine_Culture / Findings"].startswith("E. coli") and "Abdominal_Examination / Suprapubic_Tenderness" in case.exams
+
+
+def test_measurement_answers_from_the_script_or_says_not_available() -> None:
+    m = Measurement({"Imaging / Chest_CT / Findings": "Normal", "Blood_Tests / Acetylcholine_Receptor_Antibodies": "Present"})
+    assert m.answer("chest CT") == "Imaging / Chest_CT / Findings: Normal"
+    assert m.answer("MRI of the head") == NOT_AVAILABLE
+
+
+def test_a_consultation_orders_tests_that_bear_on_the_differential_and_scores(tmp_path) -> None:
+    pack = load_pack("broad")
+    (case,) = load_osce(_write(tmp_path, [CASE]))
+    row = consult_osce(pack, case, 20, random.Random(0))
+    assert row["ended"] and row["turns"] <= 20 and row["turns"] == row["turns_history"] + row["tests_ordered"]
+    # Tests were ordered, and none bears on no condition of the differential at the time (mass > 0).
+    assert row["orders"] and all(o["mass"] > 0 for o in row["orders"])
+    assert any(t["role"] == "measurement" for t in row["transcript"])
+    s = osce_summary(pack, [row])
+    assert set(s) >= {"top1", "top5", "turns", "tests_ordered", "informative_share", "over_testing", "coverage"}
+    assert s["coverage"] == 1.0 and s["top5"] == 1.0  # a urinary infection is in this pack's differential
+
+
+def test_cli_osce_writes_transcripts_and_summary_and_refuses_bad_input(tmp_path) -> None:
+    path = _write(tmp_path, [CASE])
+    p = run_cli("bench", "osce", "--cases", str(path), "--out", str(tmp_path / "o"), "--json")
+    assert_ok(p)
+    summary = json.loads(p.stdout)
+    assert summary["cases"] == 1 and summary["turn_budget"] == 20
+    assert (tmp_path / "o" / "cases.jsonl").exists() and (tmp_path / "o" / "summary.md").exists()
+    assert_input_error(run_cli("bench", "osce", "--cases", str(tmp_path / "none.jsonl")), "not found")
+    assert_input_error(run_cli("bench", "osce", "--cases", str(path), "--turns", "2"), "--turns")
+    bad = _write(tmp_path, [{"OSCE_Examination": {"Patient_Actor": {}}}])
+    assert_input_error(run_cli("bench", "osce", "--cases", str(bad)), "not an AgentClinic OSCE case")
