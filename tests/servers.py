@@ -75,5 +75,5 @@ class ServerProcess:
 class ApiServer(ServerProcess):
     """A `diagnostician serve` process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        super().__init__(["serve"], "/v1/health", data_dir, log)
+    def __init__(self, data_dir: Path, log: Path, args: tuple[str, ...] = ()) -> None:
+        super().__init__(["serve", *args], "/v1/health", data_dir, log)

@@ -393,3 +393,29 @@ def test_parse_endpoint(http) -> None:
     assert {f["code"]: f["polarity"] for f in out["findings"]} == {"E_91": "absent", "E_201": "present"}
     assert http.post("/v1/parse", json={"text": ""}).status_code == 422
     assert http.post("/v1/parse", json={"text": "x" * 5001}).status_code == 422
+
+
+def test_a_server_on_the_broad_pack_screens_flags_and_suggests_tests(tmp_path) -> None:
+    """`serve --pack broad`: a free-text consultation, a screening question, a red flag, suggested tests in the assessment."""
+    server = Server(tmp_path / "data", tmp_path / "broad.log", args=("--pack", "broad"))
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            made = http.post("/v1/consultations", json={"text": "I'm a 58 year old man with chest pain"})
+            assert made.status_code == 201, made.text
+            cid = made.json()["id"]
+            q = _question(http, cid)["question"]
+            assert q["phase"] == "screening" and "danger sign" in q["reason"].lower()
+            # Saying yes to the screened danger sign gives emergency advice at once.
+            flagged = _answer(http, cid, q["id"], True)
+            assert flagged.status_code == 200, flagged.text
+            triage = http.get(f"/v1/consultations/{cid}/triage").json()
+            assert triage["level"] == "emergency" and triage["red_flags"]
+            a = http.get(f"/v1/consultations/{cid}/assessment").json()
+            assert a["pack"]["name"] == "broad"
+            if a["tests"] is not None:
+                assert "not a value-of-information estimate" in a["tests"]["basis"] and all(t["mass"] > 0 for t in a["tests"]["suggested"])
+            cough = http.post("/v1/consultations", json={"text": "I'm a 30 year old woman with burning when peeing and frequent urination"}).json()
+            tests = http.get(f"/v1/consultations/{cough['id']}/assessment").json()["tests"]
+            assert tests is not None and tests["suggested"][0]["conditions"][0][0] == "Urinary tract infection"
+    finally:
+        server.stop()

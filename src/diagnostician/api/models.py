@@ -310,8 +310,26 @@ class ExplanationOut(BaseModel):
     text: str
 
 
+class TestSuggestionOut(BaseModel):
+    """An examination or test that bears on the differential."""
+
+    id: str
+    name: str
+    kind: Literal["exam", "lab", "imaging", "procedure"]
+    mass: float = Field(description="Posterior probability of the listed conditions this test bears on.")
+    new_mass: float = Field(description="Of that, the part no earlier suggestion covered.")
+    conditions: list[tuple[str, float]] = Field(description="(condition, posterior probability), most likely first.")
+
+
+class TestsOut(BaseModel):
+    """Suggested examinations and tests, and how they were ranked (said plainly)."""
+
+    basis: str
+    suggested: list[TestSuggestionOut]
+
+
 class AssessmentOut(BaseModel):
-    """The differential with probabilities and roles, triage, explanations and the notice."""
+    """The differential with probabilities and roles, triage, explanations, suggested tests and the notice."""
 
     consultation_id: str
     pack: PackRef
@@ -321,6 +339,7 @@ class AssessmentOut(BaseModel):
     explanations: list[ExplanationOut]
     questions_asked: int
     stop_reason: str
+    tests: TestsOut | None = Field(None, description="Examinations and tests that would help settle the differential (packs with test lists).")
     notice: str = Field(description=NOTICE_DESCRIPTION)
 
 
