@@ -29,7 +29,7 @@ from typing import Any, Callable
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.jsonl import read_jsonl, run_logged
 from diagnostician.bench.scoring import icd10_map, match_diagnosis, pack_synonyms, top_k_hit
-from diagnostician.bench.vignettes import Vignette, _demographics, consult_with_patient
+from diagnostician.bench.vignettes import Vignette, consult_with_patient, vignette_demographics
 from diagnostician.errors import CaseFileError
 from diagnostician.knowledge.schema import Pack
 
@@ -75,7 +75,7 @@ def load_osce(path: str | Path) -> list[OsceCase]:
             parts = [demo, str(actor.get("History") or ""), primary, "; ".join(map(str, secondary)), str(actor.get("Past_Medical_History") or ""),
                      str(actor.get("Social_History") or ""), str(actor.get("Review_of_Systems") or "")]  # fmt: skip
             text = ". ".join(p.strip().rstrip(".") for p in parts if p.strip())
-            age, sex = _demographics(demo)
+            age, sex = vignette_demographics(demo)
             opening = f"{demo}. {primary}".strip(". ")
             v = Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(osce["Correct_Diagnosis"]))
             out.append(OsceCase(v, _flatten(osce.get("Physical_Examination_Findings") or {}), _flatten(osce.get("Test_Results") or {}), v.diagnosis))

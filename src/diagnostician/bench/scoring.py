@@ -195,9 +195,6 @@ def top_k_hit(
     return False, None, Match(False, "none", f"not in top {k}")
 
 
-_PACK_TABLES: dict[int, tuple[Any, dict[str, str], dict[str, list[str]]]] = {}
-
-
 def icd10_map(pack: Pack) -> dict[str, str]:
     """Condition name → ICD-10 code of a knowledge pack, for match_diagnosis (one object per pack)."""
     return _pack_tables(pack)[1]
@@ -209,11 +206,8 @@ def pack_synonyms(pack: Pack) -> dict[str, list[str]]:
 
 
 def _pack_tables(pack: Pack) -> tuple[Any, dict[str, str], dict[str, list[str]]]:
-    hit = _PACK_TABLES.get(id(pack))
-    if hit is None or hit[0] is not pack:
-        hit = (pack, {c.name: c.icd10 for c in pack.conditions if c.icd10}, {c.name: list(c.synonyms) for c in pack.conditions if c.synonyms})
-        _PACK_TABLES[id(pack)] = hit
-    return hit
+    # The same mapping objects for every case, so the normalised tables built from them are cached too.
+    return _cached(pack, lambda: (pack, {c.name: c.icd10 for c in pack.conditions if c.icd10}, {c.name: list(c.synonyms) for c in pack.conditions if c.synonyms}))
 
 
 # ---------------------------------------------------------------------------------------------

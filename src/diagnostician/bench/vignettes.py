@@ -45,7 +45,7 @@ class Vignette:
     urgency: str | None = None  # em / ne / sc (Semigran files)
 
 
-def _demographics(text: str) -> tuple[float | None, str | None]:
+def vignette_demographics(text: str) -> tuple[float | None, str | None]:
     """Age and sex as the free-text reader finds them (a parent's "2-year-old son" is a boy)."""
     reading = Reading(text=text)
     read_demographics(normalise(text), reading, language("en"))
@@ -78,14 +78,14 @@ def load_vignettes(path: str | Path) -> list[Vignette]:
                 text = str(v["case_description"])
                 # The patient opens with what the first two sentences say (the presenting complaint and its course).
                 first = " ".join(_sentences(text)[:2])
-                age, sex = _demographics(first)
+                age, sex = vignette_demographics(first)
                 out.append(Vignette(f"{Path(path).stem}:{n}", first, text, age, sex, str(v["correct_diagnosis"]), str(v.get("urgency_level") or "") or None))
             else:
                 demo = str(v.get("demographics") or "")
                 # The patient knows their own complaints as well as the story the vignette tells.
                 keys = ("demographics", "chief_complaints", "presentation", "absent_findings", "physical_history", "family_history", "social_history")
                 text = ". ".join(str(v.get(k) or "").strip().rstrip(".") for k in keys if str(v.get(k) or "").strip() not in ("", "-"))
-                age, sex = _demographics(demo)
+                age, sex = vignette_demographics(demo)
                 opening = f"{demo}. {v.get('chief_complaints') or ''}".strip(". ")
                 out.append(Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(v["correct_diagnosis"])))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

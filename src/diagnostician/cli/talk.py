@@ -254,6 +254,7 @@ def _case_bench_inputs(args: argparse.Namespace, what: str) -> tuple[Any, Path |
 
 def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     """Run the engine or a chat model on a vignette file with the deterministic vignette patient; print and write the summary."""
+    from diagnostician.bench.ddxplus import PEDIATRIC_AGE
     from diagnostician.bench.vignettes import diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
 
     if args.agent not in ("engine", "openai"):
@@ -317,7 +318,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     decisions = summary.pop("decisions", [])  # the matcher's judgement on every case, kept beside the summary
     # The paediatric slice: the same metrics on the vignettes of patients under 18.
     ages = {v.id: v.age for v in vignettes}
-    kids = [r for r in results if (ages.get(r["id"]) if ages.get(r["id"]) is not None else 99) < 18]
+    kids = [r for r in results if (age := ages.get(r["id"])) is not None and age < PEDIATRIC_AGE]
     summary["pediatric"] = {k: v for k, v in summarise(kids).items() if k != "decisions"} if kids else {"cases": 0}
     summary.update(agent=agent, patient=args.patient, pack=f"{pack.name} {pack.version}", file=str(args.cases), unmentioned=args.unmentioned)
     if args.patient == "llm":

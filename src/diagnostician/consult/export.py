@@ -67,9 +67,9 @@ def pack_system(pack: Pack) -> str:
     return f"urn:diagnostician:pack:{pack.name}"
 
 
-def suggested_tests_text(pack: Pack, a: Assessment | None = None) -> str:
+def suggested_tests_text(pack: Pack, a: Assessment) -> str:
     """One paragraph on suggested tests: those of the assessment, or why there are none."""
-    if a is not None and a.tests:
+    if a.tests:
         return "Suggested tests: " + "; ".join(suggestion_lines(a.tests)) + f". {TESTS_BASIS}"
     if not pack.tests:
         return (

@@ -142,9 +142,9 @@ def start(pack: Pack, age: float, sex: str, answers: tuple[Answer, ...] | list[A
     state = State(pack.name, pack.version, age_v, sex_v, (), lp)
     given = {a.code for a in answers}
     # Findings the age decides ("a baby under 3 months") are answered from it, never asked.
-    for f in pack.findings:
-        if f.age_range is not None and f.code not in given:
-            state = update(pack, state, Answer(f.code, f.age_range[0] <= age_v < f.age_range[1]))
+    for f in pack.age_decided:
+        if f.code not in given:
+            state = update(pack, state, Answer(f.code, f.age_range[0] <= age_v < f.age_range[1]))  # type: ignore[index]
     for a in answers:
         state = update(pack, state, a)
     return state

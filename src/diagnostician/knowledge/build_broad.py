@@ -192,8 +192,8 @@ def _finding_entry(row: dict[str, Any], code: str, source: str) -> dict[str, Any
     return entry
 
 
-def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:
-    """Findings by code, the MedlinePlus concept → finding map, and the MedlinePlus phrases merged into each finding."""
+def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[dict[str, Any]]]:
+    """Findings by code, the MedlinePlus concept → finding map, and the red-flag finding rows (with their condition links)."""
     findings: dict[str, dict[str, Any]] = {}
     for row in _tables(sources, "findings_sc*.jsonl"):
         code = _need(row, "id")
@@ -219,7 +219,8 @@ def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[
                 continue
             findings[code] = _finding_entry(row, code, f"MedlinePlus symptom concept {cn}; question and lay terms curated")
         cn_map[cn] = code
-    for row in _tables(sources, "red_flag_findings*.jsonl"):
+    rf_rows = _tables(sources, "red_flag_findings*.jsonl")
+    for row in rf_rows:
         code = _need(row, "id")
         if code in findings:
             raise PackError(f"{row['_where']}: duplicate finding {code!r}")
@@ -227,7 +228,7 @@ def load_findings(sources: Path, symcat_symptoms: dict[str, Any]) -> tuple[dict[
     dangling = sorted(c for c in set(cn_map.values()) if c not in findings)
     if dangling:
         raise PackError(f"findings_ml: finding ids used without a definition: {dangling[:5]}")
-    return findings, cn_map, {}
+    return findings, cn_map, rf_rows
 
 
 # ------------------------------------------------------------------------------------------- conditions
@@ -267,7 +268,6 @@ def fold_findings(sources: Path, findings: dict[str, dict[str, Any]]) -> dict[st
         keep = findings[b]
         keep["terms"] = list(dict.fromkeys([*keep["terms"], gone["label"].lower(), *gone["terms"]]))
         keep["source"] += f"; same meaning as folded {a} (sources/broad/finding_merges.jsonl)"
-        keep.setdefault("folded", []).append(a)
     return merged
 
 
@@ -390,7 +390,7 @@ def build(
     medline = json.loads((data_dir / "medlineplus" / "medlineplus_893.json").read_text(encoding="utf-8"))
     ddx = load_pack_dir(ddxplus_dir)
 
-    findings, cn_map, _ = load_findings(sources, symptoms)
+    findings, cn_map, rf_rows = load_findings(sources, symptoms)
     merged = fold_findings(sources, findings)
     cn_map = {cn: merged.get(f, f) for cn, f in cn_map.items()}
 
@@ -487,7 +487,7 @@ def build(
                 cells[(code, target)] = ((share - EPS) / (1 - 2 * EPS), 3)
 
     # Curated red-flag findings and their characteristic conditions.
-    for row in _tables(sources, "red_flag_findings*.jsonl"):
+    for row in rf_rows:
         for link in row.get("conditions", []):
             code = str(link.get("id", "")).removeprefix("sc:")
             p = link.get("p")

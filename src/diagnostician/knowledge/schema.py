@@ -138,6 +138,11 @@ class Pack:
         return tuple(order[bounds[i] : bounds[i + 1]] for i in range(len(self.findings)))
 
     @cached_property
+    def age_decided(self) -> tuple[Finding, ...]:
+        """Findings the age answers ("a baby under 3 months"): never asked."""
+        return tuple(f for f in self.findings if f.age_range is not None)
+
+    @cached_property
     def implies(self) -> dict[str, tuple[str, ...]]:
         """Narrower finding → broader findings its presence entails ("sharp chest pain" → "chest pain")."""
         return {a: tuple(b for b in bs if b in self.finding_index) for a, bs in (self.meta.get("implies") or {}).items() if a in self.finding_index}
