@@ -59,7 +59,7 @@ def empty_postgres_url(postgres_url) -> str:
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True) as db:
-        db.execute("TRUNCATE consultations, answers, audit, api_keys")
+        db.execute("TRUNCATE consultations, answers, audit, api_keys, members, diary, followups, record_meta")
     return postgres_url
 
 

@@ -17,7 +17,7 @@ from diagnostician.consult.migrations import head_revision, sqlalchemy_url
 from diagnostician.consult.service import question_id
 from diagnostician.consult.store import LoggedAnswer, PostgresStore, StaleRevisionError, StoreError, open_store
 
-TABLES = {"consultations", "answers", "audit", "api_keys", "alembic_version"}
+TABLES = {"consultations", "answers", "audit", "api_keys", "members", "diary", "followups", "record_meta", "alembic_version"}
 
 
 def _cli(*argv: str) -> int:

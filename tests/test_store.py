@@ -283,4 +283,6 @@ def test_a_version_2_sqlite_file_gains_the_audit_value_column(tmp_path) -> None:
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert "member_id" in {row[1] for row in db.execute("PRAGMA table_info(consultations)")}
+        assert {"members", "diary", "followups", "record_meta"} <= {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -21,9 +21,20 @@ from diagnostician.engine import (
 )
 from diagnostician.engine.posterior import rebuild
 from diagnostician.errors import InputError, SessionError
-from diagnostician.knowledge.schema import Pack, RedFlag, load_pack
+from diagnostician.knowledge.schema import TRIAGE_LEVELS, Pack, RedFlag, load_pack
 
 SESSION_FORMAT = "diagnostician-consultation/1"
+
+
+def _flag_dict(r: RedFlag) -> dict[str, Any]:
+    return {"id": r.id, "finding": r.when[0][0], "level": r.level, "advice": r.advice, "basis": r.basis}
+
+
+def _flag_of(d: Mapping[str, Any], pack: Pack) -> RedFlag:
+    pack.finding(d["finding"])  # an unknown code is an InputError, not a silent flag
+    if d["level"] not in TRIAGE_LEVELS:
+        raise ValueError(f"unknown triage level {d['level']!r}")
+    return RedFlag(str(d["id"]), ((d["finding"], ()),), d["level"], str(d["advice"]), str(d["basis"]))
 
 
 @dataclass
@@ -46,6 +57,7 @@ class Consultation:
     pending: Question | None = None
     stop_reason: str = ""
     finished: bool = False
+    course: tuple[RedFlag, ...] = ()  # course rules that hold at a follow-up: danger signs from how long symptoms lasted
 
     @classmethod
     def begin(
@@ -71,8 +83,8 @@ class Consultation:
 
     @property
     def red_flags(self) -> tuple[RedFlag, ...]:
-        """Danger signs present now."""
-        return fired_red_flags(self.pack, self.state)
+        """Danger signs present now (course rules of a follow-up included)."""
+        return fired_red_flags(self.pack, self.state) + self.course
 
     def next_question(self) -> Question | None:
         """The question to ask now (the same one until it is answered), or None when the inquiry is over."""
@@ -135,6 +147,7 @@ class Consultation:
             explain_top=explain_top,
             stop_reason=self.stop_reason,
             questions_asked=self.questions_asked,
+            course=self.course,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +160,7 @@ class Consultation:
             "initial": self.initial,
             "answers": [{"code": a.code, "value": list(a.value) if isinstance(a.value, tuple) else a.value} for a in self.state.answers],
             "max_questions": self.policy.max_questions,
+            **({"course": [_flag_dict(r) for r in self.course]} if self.course else {}),
         }
 
     @classmethod
@@ -163,6 +177,7 @@ class Consultation:
             state = start(pk, data["age"], data["sex"])
             state = rebuild(pk, state, tuple(answers))
             policy = InquiryPolicy(max_questions=int(data.get("max_questions", InquiryPolicy().max_questions)))
-            return cls(pk, state, policy, initial=int(data["initial"]))
+            course = tuple(_flag_of(r, pk) for r in data.get("course") or ())
+            return cls(pk, state, policy, initial=int(data["initial"]), course=course)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"saved consultation is malformed: {exc}") from exc

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from diagnostician.consult.crypto import PASSPHRASE_ENV, RecordCipher, RecordLockedError, new_salt, sealed
 from diagnostician.errors import DiagnosticianError, InputError
 
 DATA_DIR_ENV = "DIAGNOSTICIAN_DATA_DIR"
 DB_FILENAME = "consultations.sqlite3"
-SCHEMA_VERSION = 3  # 2: api_keys and audit tables; 3: the answer value in the audit log, the owning key of a consultation
+SCHEMA_VERSION = 4  # 2: api_keys and audit tables; 3: the answer value in the audit log, the owning key of a consultation; 4: the household record (members, diary, follow-ups), encryption metadata
 
 
 class StoreError(DiagnosticianError):
@@ -63,6 +64,7 @@ class StoredConsultation:
     created_at: datetime
     updated_at: datetime
     owner: str | None = None  # the API key (name) that created it: only that key reaches it; None: any caller
+    member_id: str | None = None  # the household member it is about, if any
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,53 @@ class ConsultationSummary:
     revision: int
     created_at: datetime
     updated_at: datetime
+    member_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredMember:
+    """A household member's profile as stored."""
+
+    id: str
+    data: dict[str, Any]  # household.Member.to_dict()
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredDiaryEntry:
+    """One diary entry (a vital-sign reading or a symptom with its severity) as stored."""
+
+    id: str
+    member_id: str
+    at: datetime  # when it was measured or felt (not when it was typed)
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredFollowup:
+    """A planned re-check of a consultation as stored."""
+
+    id: str
+    consultation_id: str
+    member_id: str | None
+    due_at: datetime
+    status: str  # open | done | cancelled
+    data: dict[str, Any]  # the plan, and once done the follow-up consultation's id
+    created_at: datetime
+    updated_at: datetime
+
+
+FOLLOWUP_STATUSES = ("open", "done", "cancelled")
+
+
+class MemberNotFoundError(StoreError):
+    """No household member with this id (never created, or deleted)."""
+
+
+class FollowupNotFoundError(StoreError):
+    """No follow-up with this id."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +252,18 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).expanduser().resolve()}"
 
 
-def open_store(url: str) -> ConsultationStore:
-    """Open the store a URL names: sqlite:///RELATIVE or sqlite:////ABSOLUTE path, or postgresql://USER@HOST/DB."""
+def passphrase_from_env() -> str | None:
+    """$DIAGNOSTICIAN_PASSPHRASE, if set and not empty."""
+    return os.environ.get(PASSPHRASE_ENV) or None
+
+
+def open_store(url: str, passphrase: str | None = None) -> ConsultationStore:
+    """Open the store a URL names: sqlite:///RELATIVE or sqlite:////ABSOLUTE path, or postgresql://USER@HOST/DB.
+
+    An encrypted record needs its passphrase (`passphrase`, else $DIAGNOSTICIAN_PASSPHRASE); a plain
+    one given a passphrase is encrypted then and there.
+    """
+    passphrase = passphrase if passphrase is not None else passphrase_from_env()
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         # SQLAlchemy's convention: everything after "sqlite:///" is the file path.
@@ -213,9 +272,9 @@ def open_store(url: str) -> ConsultationStore:
         path = unquote(url[len("sqlite:///") :])
         if not path.strip() or path.endswith("/"):
             raise InputError(f"the sqlite URL {url!r} names no file")
-        return SQLiteStore(path)
+        return SQLiteStore(path, passphrase=passphrase)
     if scheme in POSTGRES_SCHEMES:
-        return PostgresStore(url)
+        return PostgresStore(url, passphrase=passphrase)
     raise InputError(f"unsupported store URL {url!r} (expected sqlite:///PATH or postgresql://USER@HOST/DB)")
 
 
@@ -234,7 +293,8 @@ CREATE TABLE IF NOT EXISTS consultations (
     revision     INTEGER NOT NULL DEFAULT 0,
     created_at   TEXT NOT NULL,             -- ISO 8601, UTC
     updated_at   TEXT NOT NULL,
-    owner        TEXT                       -- name of the API key that created it, NULL when keys are not in use
+    owner        TEXT,                      -- name of the API key that created it, NULL when keys are not in use
+    member_id    TEXT                       -- the household member it is about, NULL for anonymous consultations
 );
 CREATE INDEX IF NOT EXISTS consultations_updated ON consultations (updated_at);
 CREATE TABLE IF NOT EXISTS answers (
@@ -258,6 +318,35 @@ CREATE TABLE IF NOT EXISTS audit (
     value           TEXT                    -- the coded answer as JSON, never free text, NULL for an undo
 );
 CREATE INDEX IF NOT EXISTS audit_consultation ON audit (consultation_id);
+CREATE TABLE IF NOT EXISTS members (
+    id         TEXT PRIMARY KEY,
+    data       TEXT NOT NULL,               -- household.Member.to_dict() as JSON (sealed when the record is encrypted)
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS diary (
+    id         TEXT PRIMARY KEY,
+    member_id  TEXT NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+    at         TEXT NOT NULL,               -- when measured or felt, ISO 8601 UTC
+    data       TEXT NOT NULL,               -- the reading or symptom as JSON (sealed when encrypted)
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS diary_member ON diary (member_id, at);
+CREATE TABLE IF NOT EXISTS followups (
+    id              TEXT PRIMARY KEY,
+    consultation_id TEXT NOT NULL REFERENCES consultations (id) ON DELETE CASCADE,
+    member_id       TEXT REFERENCES members (id) ON DELETE CASCADE,
+    due_at          TEXT NOT NULL,
+    status          TEXT NOT NULL,          -- open | done | cancelled
+    data            TEXT NOT NULL,          -- the plan as JSON (sealed when encrypted)
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS followups_due ON followups (status, due_at);
+CREATE TABLE IF NOT EXISTS record_meta (
+    key   TEXT PRIMARY KEY,                 -- cipher_salt, cipher_check: present only when the record is encrypted
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS api_keys (
     name       TEXT PRIMARY KEY,
     key_hash   TEXT NOT NULL UNIQUE,        -- sha256 hex of the key (never the key itself)
@@ -266,6 +355,17 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT
 );
 """
+
+
+# The health payloads an encrypted record seals: (table, row key, columns).
+_SEALED = (
+    ("consultations", "id", ("data",)),
+    ("answers", "consultation_id || '/' || question_id", ("value", "result")),
+    ("audit", "{seq}", ("value",)),
+    ("members", "id", ("data",)),
+    ("diary", "id", ("data",)),
+    ("followups", "id", ("data",)),
+)
 
 
 def _now() -> datetime:
@@ -287,8 +387,6 @@ def _api_key(row: Sequence[Any]) -> ApiKey:
     return ApiKey(row[0], _time(row[1]), _time(row[2]) if row[2] else None, row[3])
 
 
-def _logged(row: Sequence[Any]) -> LoggedAnswer:
-    return LoggedAnswer(row[0], row[1], json.loads(row[2]), json.loads(row[3]), bool(row[4]), _time(row[5]))
 
 
 class _SQLStore:
@@ -348,35 +446,88 @@ class _SQLStore:
         except self._driver_error as exc:
             raise StoreError(f"{self.where}: {exc}") from exc
 
-    def create(self, data: Mapping[str, Any], owner: str | None = None) -> StoredConsultation:
-        """Store a new consultation under a fresh random id (owned by the API key `owner`, if any)."""
+    # ------------------------------------------------------------ payloads (sealed when the record is encrypted)
+
+    _cipher: RecordCipher | None = None
+
+    def _dump(self, obj: Any) -> str:
+        text = json.dumps(obj, separators=(",", ":"))
+        return self._cipher.seal(text) if self._cipher is not None else text
+
+    def _load(self, text: str) -> Any:
+        if sealed(text):
+            if self._cipher is None:
+                raise RecordLockedError(f"{self.where} holds encrypted entries: give the passphrase ({PASSPHRASE_ENV} or --passphrase-file)")
+            text = self._cipher.open(text)
+        return json.loads(text)
+
+    def _logged(self, row: Sequence[Any]) -> LoggedAnswer:
+        return LoggedAnswer(row[0], row[1], self._load(row[2]), self._load(row[3]), bool(row[4]), _time(row[5]))
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this record is encrypted with a passphrase."""
+        return bool(self._read("SELECT 1 FROM record_meta WHERE key = 'cipher_salt'", ()))
+
+    def _init_cipher(self, passphrase: str | None) -> None:
+        """Unlock an encrypted record, or encrypt a plain one the first time a passphrase is given."""
+        meta = dict(self._read("SELECT key, value FROM record_meta", ()))
+        if "cipher_salt" in meta:
+            if not passphrase:
+                raise RecordLockedError(f"{self.where} is encrypted: give its passphrase ({PASSPHRASE_ENV} or --passphrase-file)")
+            cipher = RecordCipher(passphrase, bytes.fromhex(meta["cipher_salt"]))
+            cipher.verify(meta.get("cipher_check", ""))
+            self._cipher = cipher
+            return
+        if not passphrase:
+            return
+        salt = new_salt()
+        cipher = RecordCipher(passphrase, salt)
+        with self._transaction() as db:
+            if self._exec(db, "SELECT 1 FROM record_meta WHERE key = 'cipher_salt'", ()).fetchone():
+                raise StoreError(f"{self.where} was encrypted by another process meanwhile; open it again")
+            # Every existing health payload is sealed in the same transaction that marks the record encrypted.
+            for table, key, cols in _SEALED:
+                rows = self._exec(db, f"SELECT {key}, {', '.join(cols)} FROM {table}", ()).fetchall()
+                for row in rows:
+                    values = [v if v is None or sealed(v) else cipher.seal(v) for v in row[1:]]
+                    self._exec(db, f"UPDATE {table} SET {', '.join(c + ' = ?' for c in cols)} WHERE {key} = ?", (*values, row[0]))
+            self._exec(db, "INSERT INTO record_meta (key, value) VALUES ('cipher_salt', ?)", (salt.hex(),))
+            self._exec(db, "INSERT INTO record_meta (key, value) VALUES ('cipher_check', ?)", (cipher.check_value(),))
+        self._cipher = cipher
+
+    def create(self, data: Mapping[str, Any], owner: str | None = None, member_id: str | None = None) -> StoredConsultation:
+        """Store a new consultation under a fresh random id (owned by the API key `owner`, about household member `member_id`, if any)."""
         name, version = _pack_of(data)
         now = _now()
         cid = uuid.uuid4().hex
-        body = json.dumps(data, separators=(",", ":"))
+        body = self._dump(data)
         with self._transaction() as db:
+            if member_id is not None and not self._exec(db, "SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone():
+                raise MemberNotFoundError(f"no household member {member_id!r}")
             self._exec(
                 db,
-                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at, owner)"
-                " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
-                (cid, name, version, body, now.isoformat(), now.isoformat(), owner),
+                "INSERT INTO consultations (id, pack_name, pack_version, data, revision, created_at, updated_at, owner, member_id)"
+                " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                (cid, name, version, body, now.isoformat(), now.isoformat(), owner, member_id),
             )
-        return StoredConsultation(cid, json.loads(body), 0, name, version, now, now, owner)
+        return StoredConsultation(cid, json.loads(json.dumps(data)), 0, name, version, now, now, owner, member_id)
 
     def get(self, consultation_id: str) -> StoredConsultation:
         """The stored consultation, or ConsultationNotFoundError."""
         rows = self._read(
-            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at, owner FROM consultations WHERE id = ?", (consultation_id,)
+            "SELECT id, data, revision, pack_name, pack_version, created_at, updated_at, owner, member_id FROM consultations WHERE id = ?",
+            (consultation_id,),
         )
         row = rows[0] if rows else None
         if row is None:
             raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
-        return StoredConsultation(row[0], json.loads(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]), row[7])
+        return StoredConsultation(row[0], self._load(row[1]), row[2], row[3], row[4], _time(row[5]), _time(row[6]), row[7], row[8])
 
     def _update(self, db: Any, consultation_id: str, expected_revision: int, data: Mapping[str, Any]) -> StoredConsultation:
         name, version = _pack_of(data)
         now = _now()
-        body = json.dumps(data, separators=(",", ":"))
+        body = self._dump(data)
         # The revision check is in the UPDATE itself: on PostgreSQL a concurrent writer waits for the row
         # lock, then finds the revision moved on and updates nothing (read committed re-checks the WHERE).
         cur = self._exec(
@@ -389,8 +540,8 @@ class _SQLStore:
             if row is None:
                 raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
             raise StaleRevisionError(f"consultation {consultation_id} is at revision {row[0]}, not {expected_revision}")
-        created = self._exec(db, "SELECT created_at FROM consultations WHERE id = ?", (consultation_id,)).fetchone()[0]
-        return StoredConsultation(consultation_id, json.loads(body), expected_revision + 1, name, version, _time(created), now)
+        created, owner, member = self._exec(db, "SELECT created_at, owner, member_id FROM consultations WHERE id = ?", (consultation_id,)).fetchone()
+        return StoredConsultation(consultation_id, json.loads(json.dumps(data)), expected_revision + 1, name, version, _time(created), now, owner, member)
 
     def save_answer(
         self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer, audit: AuditEntry | None = None
@@ -411,8 +562,8 @@ class _SQLStore:
                         consultation_id,
                         answer.question_id,
                         answer.finding,
-                        json.dumps(answer.value),
-                        json.dumps(answer.result, separators=(",", ":")),
+                        self._dump(answer.value),
+                        self._dump(answer.result),
                         stored.updated_at.isoformat(),
                     ),
                 )
@@ -429,7 +580,7 @@ class _SQLStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     consultation_id, at.isoformat(), audit.pack_version, audit.action, audit.finding, audit.triage_level, audit.key_name,
-                    None if audit.action != "answer" else json.dumps(audit.value),
+                    None if audit.action != "answer" else self._dump(audit.value),
                 ),  # fmt: skip
             )
 
@@ -456,7 +607,7 @@ class _SQLStore:
             "SELECT action, finding, triage_level, pack_version, key_name, created_at, value FROM audit WHERE consultation_id = ? ORDER BY {seq}",
             (consultation_id,),
         )
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5]), None if r[6] is None else json.loads(r[6])) for r in rows]
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _time(r[5]), None if r[6] is None else self._load(r[6])) for r in rows]
 
     # ------------------------------------------------------------ API keys
 
@@ -501,7 +652,7 @@ class _SQLStore:
             "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? AND question_id = ?",
             (consultation_id, question_id),
         )
-        return _logged(rows[0]) if rows else None
+        return self._logged(rows[0]) if rows else None
 
     def answers(self, consultation_id: str) -> list[LoggedAnswer]:
         """The whole answer log of a consultation, oldest first (undone answers included)."""
@@ -509,24 +660,147 @@ class _SQLStore:
             "SELECT question_id, finding, value, result, undone, created_at FROM answers WHERE consultation_id = ? ORDER BY {seq}",
             (consultation_id,),
         )
-        return [_logged(r) for r in rows]
+        return [self._logged(r) for r in rows]
+
+    def _delete_consultations(self, db: Any, where: str, param: str) -> int:
+        ids = f"SELECT id FROM consultations WHERE {where}"
+        # "For good": the audit rows name the questions asked, so they go too; follow-ups point at the consultation.
+        for table in ("audit", "answers", "followups"):
+            self._exec(db, f"DELETE FROM {table} WHERE consultation_id IN ({ids})", (param,))
+        return int(self._exec(db, f"DELETE FROM consultations WHERE {where}", (param,)).rowcount)
 
     def delete(self, consultation_id: str) -> None:
-        """Delete a consultation and its answer log for good."""
+        """Delete a consultation, its answer log, audit rows and follow-ups for good."""
         with self._transaction() as db:
-            # "For good": the audit rows name the questions asked, so they go too.
-            self._exec(db, "DELETE FROM audit WHERE consultation_id = ?", (consultation_id,))
-            self._exec(db, "DELETE FROM answers WHERE consultation_id = ?", (consultation_id,))
-            if self._exec(db, "DELETE FROM consultations WHERE id = ?", (consultation_id,)).rowcount == 0:
+            if self._delete_consultations(db, "id = ?", consultation_id) == 0:
                 raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
 
-    def list(self, limit: int = 100, offset: int = 0) -> list[ConsultationSummary]:
-        """Consultations, most recently updated first."""
+    def list(self, limit: int = 100, offset: int = 0, member_id: str | None = None) -> list[ConsultationSummary]:
+        """Consultations (of one household member if given), most recently updated first."""
+        where, params = ("WHERE member_id = ? ", (member_id,)) if member_id is not None else ("", ())
         rows = self._read(
-            "SELECT id, pack_name, pack_version, revision, created_at, updated_at FROM consultations ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
-            (max(0, int(limit)), max(0, int(offset))),
+            "SELECT id, pack_name, pack_version, revision, created_at, updated_at, member_id FROM consultations "
+            + where
+            + "ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
+            (*params, max(0, int(limit)), max(0, int(offset))),
         )
-        return [ConsultationSummary(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5])) for r in rows]
+        return [ConsultationSummary(r[0], r[1], r[2], r[3], _time(r[4]), _time(r[5]), r[6]) for r in rows]
+
+    # ------------------------------------------------------------ household record
+
+    def create_member(self, data: Mapping[str, Any]) -> StoredMember:
+        """Store a new household member's profile under a fresh random id."""
+        now = _now()
+        mid = uuid.uuid4().hex[:12]
+        with self._transaction() as db:
+            self._exec(db, "INSERT INTO members (id, data, created_at, updated_at) VALUES (?, ?, ?, ?)", (mid, self._dump(data), now.isoformat(), now.isoformat()))
+        return StoredMember(mid, json.loads(json.dumps(data)), now, now)
+
+    def get_member(self, member_id: str) -> StoredMember:
+        """The member's stored profile, or MemberNotFoundError."""
+        rows = self._read("SELECT id, data, created_at, updated_at FROM members WHERE id = ?", (member_id,))
+        if not rows:
+            raise MemberNotFoundError(f"no household member {member_id!r}")
+        r = rows[0]
+        return StoredMember(r[0], self._load(r[1]), _time(r[2]), _time(r[3]))
+
+    def list_members(self) -> list[StoredMember]:
+        """Every household member, oldest first."""
+        rows = self._read("SELECT id, data, created_at, updated_at FROM members ORDER BY created_at, id", ())
+        return [StoredMember(r[0], self._load(r[1]), _time(r[2]), _time(r[3])) for r in rows]
+
+    def update_member(self, member_id: str, data: Mapping[str, Any]) -> StoredMember:
+        """Replace a member's profile."""
+        now = _now()
+        with self._transaction() as db:
+            cur = self._exec(db, "UPDATE members SET data = ?, updated_at = ? WHERE id = ?", (self._dump(data), now.isoformat(), member_id))
+            if cur.rowcount == 0:
+                raise MemberNotFoundError(f"no household member {member_id!r}")
+            created = self._exec(db, "SELECT created_at FROM members WHERE id = ?", (member_id,)).fetchone()[0]
+        return StoredMember(member_id, json.loads(json.dumps(data)), _time(created), now)
+
+    def delete_member(self, member_id: str) -> None:
+        """Delete a member and all their data (consultations, answers, audit rows, diary, follow-ups) for good."""
+        with self._transaction() as db:
+            self._delete_consultations(db, "member_id = ?", member_id)
+            self._exec(db, "DELETE FROM followups WHERE member_id = ?", (member_id,))
+            self._exec(db, "DELETE FROM diary WHERE member_id = ?", (member_id,))
+            if self._exec(db, "DELETE FROM members WHERE id = ?", (member_id,)).rowcount == 0:
+                raise MemberNotFoundError(f"no household member {member_id!r}")
+
+    def add_diary(self, member_id: str, at: datetime, data: Mapping[str, Any]) -> StoredDiaryEntry:
+        """Add a diary entry (a reading or a symptom) for a member."""
+        now = _now()
+        eid = uuid.uuid4().hex[:12]
+        at_utc = at.astimezone(timezone.utc)
+        with self._transaction() as db:
+            if not self._exec(db, "SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone():
+                raise MemberNotFoundError(f"no household member {member_id!r}")
+            self._exec(
+                db, "INSERT INTO diary (id, member_id, at, data, created_at) VALUES (?, ?, ?, ?, ?)",
+                (eid, member_id, at_utc.isoformat(), self._dump(data), now.isoformat()),
+            )  # fmt: skip
+        return StoredDiaryEntry(eid, member_id, at_utc, json.loads(json.dumps(data)), now)
+
+    def diary(self, member_id: str) -> list[StoredDiaryEntry]:
+        """A member's diary, oldest entry first (MemberNotFoundError for an unknown member)."""
+        self.get_member(member_id)
+        rows = self._read("SELECT id, member_id, at, data, created_at FROM diary WHERE member_id = ? ORDER BY at, created_at, id", (member_id,))
+        return [StoredDiaryEntry(r[0], r[1], _time(r[2]), self._load(r[3]), _time(r[4])) for r in rows]
+
+    def create_followup(self, consultation_id: str, due_at: datetime, data: Mapping[str, Any], member_id: str | None = None) -> StoredFollowup:
+        """Store an open follow-up of a consultation, due at `due_at`."""
+        now = _now()
+        fid = uuid.uuid4().hex[:12]
+        due = due_at.astimezone(timezone.utc)
+        with self._transaction() as db:
+            if not self._exec(db, "SELECT 1 FROM consultations WHERE id = ?", (consultation_id,)).fetchone():
+                raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
+            self._exec(
+                db,
+                "INSERT INTO followups (id, consultation_id, member_id, due_at, status, data, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
+                (fid, consultation_id, member_id, due.isoformat(), self._dump(data), now.isoformat(), now.isoformat()),
+            )
+        return StoredFollowup(fid, consultation_id, member_id, due, "open", json.loads(json.dumps(data)), now, now)
+
+    def _followup(self, r: Sequence[Any]) -> StoredFollowup:
+        return StoredFollowup(r[0], r[1], r[2], _time(r[3]), r[4], self._load(r[5]), _time(r[6]), _time(r[7]))
+
+    _FOLLOWUP_COLUMNS = "id, consultation_id, member_id, due_at, status, data, created_at, updated_at"
+
+    def get_followup(self, followup_id: str) -> StoredFollowup:
+        """A follow-up by id, or FollowupNotFoundError."""
+        rows = self._read(f"SELECT {self._FOLLOWUP_COLUMNS} FROM followups WHERE id = ?", (followup_id,))
+        if not rows:
+            raise FollowupNotFoundError(f"no follow-up {followup_id!r}")
+        return self._followup(rows[0])
+
+    def list_followups(self, status: str | None = "open", due_before: datetime | None = None, member_id: str | None = None) -> list[StoredFollowup]:
+        """Follow-ups (open ones by default; due before a time, of a member, if given), soonest due first."""
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if due_before is not None:
+            clauses.append("due_at <= ?")
+            params.append(due_before.astimezone(timezone.utc).isoformat())
+        if member_id is not None:
+            clauses.append("member_id = ?")
+            params.append(member_id)
+        where = ("WHERE " + " AND ".join(clauses) + " ") if clauses else ""
+        rows = self._read(f"SELECT {self._FOLLOWUP_COLUMNS} FROM followups {where}ORDER BY due_at, id", tuple(params))
+        return [self._followup(r) for r in rows]
+
+    def close_followup(self, followup_id: str, status: str, data: Mapping[str, Any]) -> StoredFollowup:
+        """Mark a follow-up done or cancelled and store what came of it."""
+        if status not in FOLLOWUP_STATUSES:
+            raise InputError(f"a follow-up status is one of {', '.join(FOLLOWUP_STATUSES)}, not {status!r}")
+        now = _now()
+        with self._transaction() as db:
+            cur = self._exec(db, "UPDATE followups SET status = ?, data = ?, updated_at = ? WHERE id = ?", (status, self._dump(data), now.isoformat(), followup_id))
+            if cur.rowcount == 0:
+                raise FollowupNotFoundError(f"no follow-up {followup_id!r}")
+        return self.get_followup(followup_id)
 
 
 # ---------------------------------------------------------------- SQLite
@@ -535,8 +809,8 @@ class _SQLStore:
 class SQLiteStore(_SQLStore):
     """Consultations in one SQLite file (WAL journal, full sync: an answer is on disk when save returns)."""
 
-    def __init__(self, path: str | Path, timeout_s: float = 10.0) -> None:
-        """Open (and create if needed) the database file and its schema."""
+    def __init__(self, path: str | Path, timeout_s: float = 10.0, passphrase: str | None = None) -> None:
+        """Open (and create if needed) the database file and its schema; unlock (or first encrypt) it with `passphrase`."""
         self.path = Path(path).expanduser()
         self.where = f"consultation database {self.path}"
         self.timeout_s = timeout_s
@@ -560,10 +834,14 @@ class SQLiteStore(_SQLStore):
                     # A version-2 file predates the audit value and the owner columns.
                     if "value" not in {row[1] for row in db.execute("PRAGMA table_info(audit)")}:
                         db.execute("ALTER TABLE audit ADD COLUMN value TEXT")
-                    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(consultations)")}:
+                    columns = {row[1] for row in db.execute("PRAGMA table_info(consultations)")}
+                    if "owner" not in columns:
                         db.execute("ALTER TABLE consultations ADD COLUMN owner TEXT")
+                    if "member_id" not in columns:  # a version-3 file predates the household record
+                        db.execute("ALTER TABLE consultations ADD COLUMN member_id TEXT")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except StoreError:
+            self._init_cipher(passphrase)
+        except (StoreError, RecordLockedError):
             self.close()
             raise
         except sqlite3.Error as exc:
@@ -659,8 +937,8 @@ class PostgresStore(_SQLStore):
     _SEQ = "seq"  # PostgreSQL has no rowid: migration 0001 gives answers and audit an identity column
     _close_errors = (Exception,)  # closing a broken connection must not hide the real error
 
-    def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
-        """Connect, and check that the schema is at the migrations' head (StoreError otherwise)."""
+    def __init__(self, url: str, connect_timeout_s: int = 10, passphrase: str | None = None) -> None:
+        """Connect, check that the schema is at the migrations' head (StoreError otherwise), unlock with `passphrase`."""
         import psycopg
 
         self.url = libpq_url(url)
@@ -672,6 +950,7 @@ class PostgresStore(_SQLStore):
         self._init_connections()
         try:
             self._check_schema()
+            self._init_cipher(passphrase)
         except BaseException:
             self.close()
             raise

@@ -9,11 +9,12 @@ import numpy as np
 
 from diagnostician.engine.differential import LIST_FLOOR, differential
 from diagnostician.engine.explain import Explanation, explain
+from diagnostician.engine.plan import CarePlan, care_plan
 from diagnostician.engine.posterior import State, posterior
 from diagnostician.engine.triage import TriagePolicy, TriageResult, triage
 from diagnostician.engine.workup import BASIS as TESTS_BASIS
 from diagnostician.engine.workup import TestSuggestion, suggest_tests
-from diagnostician.knowledge.schema import Pack
+from diagnostician.knowledge.schema import Pack, RedFlag
 
 NOTICE = (
     "This is decision support, not a diagnosis. It is based only on the answers given and on the "
@@ -48,6 +49,7 @@ class Assessment:
     stop_reason: str = ""
     ranking: tuple[str, ...] = field(default=(), repr=False)  # all condition codes, most likely first
     tests: tuple[TestSuggestion, ...] = ()  # examinations and tests that would settle the differential
+    plan: CarePlan | None = None  # when to check again and what would change the advice
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -71,6 +73,7 @@ class Assessment:
             "questions_asked": self.questions_asked,
             "stop_reason": self.stop_reason,
             **({"tests": {"basis": TESTS_BASIS, "suggested": [asdict(t) for t in self.tests]}} if self.tests else {}),
+            **({"plan": self.plan.to_dict()} if self.plan is not None else {}),
             "notice": self.notice,
         }
 
@@ -82,8 +85,9 @@ def assess(
     explain_top: int = 5,
     stop_reason: str = "",
     questions_asked: int | None = None,
+    course: tuple[RedFlag, ...] = (),
 ) -> Assessment:
-    """Differential, triage and explanations for a state."""
+    """Differential, triage, explanations, tests and the care plan for a state (`course`: course rules holding at a follow-up)."""
     post = posterior(state)
     probs, consider = differential(pack, state)
     order = np.argsort(-probs, kind="stable")
@@ -101,12 +105,14 @@ def assess(
         )
         for i in listed
     )
+    tri = triage(pack, state, post, triage_policy, extra=course)
     return Assessment(
         differential=entries,
-        triage=triage(pack, state, post, triage_policy),
+        triage=tri,
         explanations=tuple(explain(pack, state, listed[:explain_top])) if explain_top else (),
         questions_asked=len(state.answers) if questions_asked is None else questions_asked,
         stop_reason=stop_reason,
         ranking=tuple(pack.conditions[i].code for i in order),
         tests=tuple(suggest_tests(pack, post)),
+        plan=care_plan(pack, state, tri, post),
     )

@@ -84,9 +84,9 @@ def fired_red_flags(pack: Pack, state: State) -> tuple[RedFlag, ...]:
     return tuple(fired)
 
 
-def triage(pack: Pack, state: State, p: np.ndarray, policy: TriagePolicy = TriagePolicy()) -> TriageResult:
-    """Triage level for the current state and posterior p."""
-    flags = fired_red_flags(pack, state)
+def triage(pack: Pack, state: State, p: np.ndarray, policy: TriagePolicy = TriagePolicy(), extra: tuple[RedFlag, ...] = ()) -> TriageResult:
+    """Triage level for the current state and posterior p; `extra` danger signs (course rules at a follow-up) count as fired."""
+    flags = fired_red_flags(pack, state) + tuple(extra)
     rank = pack.triage_rank
     mass = tuple(float(p[rank <= lvl].sum()) for lvl in range(len(TRIAGE_LEVELS)))
     level = len(TRIAGE_LEVELS) - 1
