@@ -82,17 +82,38 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """A free-text consultation in the terminal, from the first complaint to the assessment."""
-    from diagnostician.consult.conversation import Conversation
-    from diagnostician.engine import InquiryPolicy
     from diagnostician.knowledge.schema import load_pack
 
-    pack = load_pack(args.pack)
-    policy = InquiryPolicy(max_questions=args.max_questions) if args.max_questions else InquiryPolicy()
     if args.max_questions is not None and args.max_questions < 1:
         raise InputError("--max-questions must be at least 1")
-    phrase = _llm_phraser(pack, args) if args.llm else None
-    conv = Conversation(pack, policy=policy, phrase=phrase)
-    show = _printer(args.plain)
+    factory = conversation_factory(args)
+    if args.member:
+        from diagnostician.cli.family import run_member_chat
+
+        return run_member_chat(args, factory)
+    conv = factory(load_pack(args.pack))
+    chat_loop(conv, args.plain)
+    return EXIT_OK
+
+
+def conversation_factory(args: argparse.Namespace) -> Any:
+    """A function making Conversations with the command line's policy and phrasing (pack, then Conversation fields)."""
+    from diagnostician.consult.conversation import Conversation
+    from diagnostician.engine import InquiryPolicy
+
+    max_q = getattr(args, "max_questions", None)
+    policy = InquiryPolicy(max_questions=max_q) if max_q else InquiryPolicy()
+
+    def make(pack: Any, **fields: Any) -> Any:
+        phrase = _llm_phraser(pack, args) if getattr(args, "llm", False) else None
+        return Conversation(pack, policy=policy, phrase=phrase, **fields)
+
+    return make
+
+
+def chat_loop(conv: Any, plain: bool) -> None:
+    """Feed standard input to a conversation line by line and print each reply, until the input ends."""
+    show = _printer(plain)
     show(conv.reply(""))
     while True:
         try:
@@ -105,9 +126,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
             show("I could not read that line (not UTF-8); please type it again.")
             continue
         show(conv.reply(line))
-        if conv.stage == "ended" and not sys.stdin.isatty():
-            continue
-    return EXIT_OK
 
 
 def _printer(plain: bool) -> Any:
@@ -516,7 +534,14 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     c.add_argument("--plain", action="store_true", help="plain text instead of formatted Markdown")
     c.add_argument("--llm", action="store_true", help="reword questions with the configured OpenAI-compatible server (grounded; falls back to templates)")
     c.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (base_url, model, api_key)")
+    c.add_argument("--member", help="a member of the family record (name or id): history pre-filled and confirmed; stored with a follow-up")
+    c.add_argument("--data-dir", help="folder of the family record's database (with --member)")
+    c.add_argument("--passphrase-file", metavar="FILE", help="passphrase of an encrypted record (with --member; default $DIAGNOSTICIAN_PASSPHRASE)")
     c.set_defaults(func=cmd_chat)
+
+    from diagnostician.cli.family import add_commands as add_family
+
+    add_family(sub, conversation_factory)
 
     bi = bench_sub.add_parser("intake", help="score the free-text intake on a labelled utterance set")
     bi.add_argument("--cases", help="JSONL utterance set (default: the built-in intake_en.jsonl)")

@@ -23,15 +23,18 @@ from diagnostician.dialogue.plain import is_why, understand_answer
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
 from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
+from diagnostician.engine.plan import CarePlan, course_flags
 from diagnostician.engine.workup import BASIS as TESTS_BASIS
 from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.posterior import AnswerValue, check_age
 from diagnostician.errors import InputError
+from diagnostician.knowledge.followup import load_followup
 from diagnostician.knowledge.schema import BINARY, Finding, Pack, RedFlag
 
 UNDO = {"undo", "back", "u", "go back"}
 STOP = {"stop", "quit", "q", "exit", "end", "finish"}
 HELP = {"help", "h", "commands", "help?"}
+NOTHING_NEW = {"nothing", "nothing new", "no", "none", "nope", "no change", "no changes", "same", "the same", "nothing else", "n"}
 INLINE_MENU = 20  # longer menus (body locations: 166 choices) go on one line, so they do not fill the screen
 
 INTRO = (
@@ -53,6 +56,18 @@ def _italic(text: str) -> str:
     return f"_{text}_"
 
 
+def plan_text(plan: CarePlan) -> str:
+    """The care plan in Markdown: when to check again, danger signs to watch for, what would change the advice."""
+    lines = [f"**Plan:** {plan.text}"]
+    if plan.watch_for:
+        lines.append("Seek care at once if a danger sign appears:")
+        lines += [f"- {w}" for w in plan.watch_for]
+    if plan.change:
+        lines.append("What would change this advice:")
+        lines += [f"- {w}" for w in plan.change]
+    return "\n".join(lines)
+
+
 @dataclass
 class Conversation:
     """One free-text consultation: feed the user's messages in order with `reply`; each returns the assistant's text."""
@@ -72,6 +87,16 @@ class Conversation:
     stopped: bool = False
     turns: int = 0
     history: list[tuple[str, object]] = field(default_factory=list)  # intake steps, for undo before the inquiry
+    # A consultation for a member of the family record: history items to confirm before the inquiry begins.
+    record: list[Mention] = field(default_factory=list)
+    record_queued: bool = False
+    # A follow-up: the previous answers are carried (found), present symptoms are asked about again, and
+    # the course rules see how long the ones still there have lasted.
+    intro: str = ""  # opening words of a follow-up
+    ongoing: list[str] = field(default_factory=list)
+    still: dict[str, AnswerValue] = field(default_factory=dict)
+    days: dict[str, float] = field(default_factory=dict)
+    news_pending: bool = False
 
     # ------------------------------------------------------------ state
 
@@ -80,6 +105,10 @@ class Conversation:
         """opening, confirm, age, sex, inquiry (a question is pending) or ended."""
         if self.c is not None:
             return "ended" if self.stopped or self.c.next_question() is None else "inquiry"
+        if len(self.still) < len(self.ongoing):
+            return "course"
+        if self.news_pending:
+            return "news"
         if self.to_confirm:
             return "confirm"
         if not any(v not in (False, None) for v in self.found.values()):
@@ -108,7 +137,7 @@ class Conversation:
         self.turns += 1
         try:
             if self.turns == 1:
-                parts = [INTRO, _italic(NOTICE), *self._first(text)]
+                parts = [INTRO if not self.intro else "", _italic(NOTICE), *self._first(text)]
             else:
                 parts = self._turn(text)
         except InputError as exc:
@@ -130,6 +159,17 @@ class Conversation:
         stage = self.stage
         if stage == "opening":
             return self._describe(text)
+        if stage == "course":
+            code = self.ongoing[len(self.still)]
+            self.still[code] = understand_answer(self.pack, self.pack.finding(code), text)
+            self.history.append(("course", code))
+            return self._advance()
+        if stage == "news":
+            self.news_pending = False
+            self.history.append(("news", None))
+            if word.rstrip(".!") in NOTHING_NEW:
+                return self._advance()
+            return self._describe(text, overriding=True)
         if stage == "confirm":
             return self._confirm(text)
         if stage == "age":
@@ -145,6 +185,8 @@ class Conversation:
         return self._answer(text)
 
     def _first(self, text: str) -> list[str]:
+        if self.intro:  # a follow-up opens with what it follows up
+            return [self.intro, *(self._prompt() if not text.strip() else self._turn(text)), COMMANDS]
         if not text.strip():
             return [COMPLAINT, COMMANDS]
         reading = reader_for(self.pack).read(text, self.max_chars)
@@ -163,7 +205,7 @@ class Conversation:
             return check_age(reading.age)
         return parse_age(text)
 
-    def _describe(self, text: str, first: bool = False) -> list[str]:
+    def _describe(self, text: str, first: bool = False, overriding: bool = False) -> list[str]:
         """Read a description of the problem: demographics and every finding, sure ones kept, doubtful ones queued."""
         if self.menu and text.strip().isdigit():
             n = int(text.strip())
@@ -189,7 +231,7 @@ class Conversation:
         noted, queued = [], []
         for m in reading.mentions:
             f = self.pack.finding(m.code)
-            if m.code in self.found:
+            if m.code in self.found and not overriding:  # a follow-up's news may change what was said last time
                 continue
             if m.confidence >= self.threshold and m.polarity != UNCERTAIN:
                 value = engine_value(f, m)
@@ -243,10 +285,34 @@ class Conversation:
 
     def _advance(self) -> list[str]:
         """Begin the inquiry once everything needed is known; otherwise ask for what is missing."""
-        if self.c is None and self.age is not None and self.sex is not None and not self.to_confirm and any(v not in (False, None) for v in self.found.values()):
-            self.c = Consultation.begin(self.age, self.sex, list(self.found.items()), pack=self.pack, policy=self.policy)
+        if self.c is None and self.record and not self.record_queued and any(v not in (False, None) for v in self.found.values()):
+            self.record_queued = True  # the family record's history is confirmed once the problem is known
+            self.to_confirm += [m for m in self.record if m.code not in self.found]
+        ready = self.age is not None and self.sex is not None and not self.to_confirm and self.stage not in ("course", "news")
+        if self.c is None and ready and any(v not in (False, None) for v in self.found.values()):
+            self.c = self._begin()
             return [*self._danger(self.c.red_flags), *self._next()]
         return self._prompt()
+
+    def _begin(self) -> Consultation:
+        """The consultation from everything gathered; at a follow-up, with the course rules that hold."""
+        found = dict(self.found)
+        c = Consultation.begin(self.age, self.sex, list(found.items()), pack=self.pack, policy=self.policy)  # type: ignore[arg-type]
+        if not self.ongoing:
+            return c
+        lasting = {code: d for code, d in self.days.items() if self.still.get(code) is True}
+        flags = course_flags(self.pack, c.state, lasting)
+        kn = load_followup()
+        implied = {}
+        for rule in kn.rules_for(self.pack):
+            if rule.implies and rule.id in {f.id for f in flags}:
+                code = kn.code_in(rule, self.pack, rule.implies)
+                if code is not None and code not in found:
+                    implied[code] = True  # e.g. a cough still there after 3 weeks is a long-lasting cough
+        if implied:
+            c = Consultation.begin(self.age, self.sex, list({**found, **implied}.items()), pack=self.pack, policy=self.policy)  # type: ignore[arg-type]
+        c.course = flags
+        return c
 
     def _answer(self, text: str) -> list[str]:
         c = self.c
@@ -298,6 +364,10 @@ class Conversation:
         elif kind == "confirm":
             self.found.pop(data.code, None)  # type: ignore[union-attr]
             self.to_confirm.insert(0, data)  # type: ignore[arg-type]
+        elif kind == "course":
+            self.still.pop(data, None)  # type: ignore[call-overload]
+        elif kind == "news":
+            self.news_pending = True
         elif kind == "describe":
             noted, n_queued = data  # type: ignore[misc]
             for code in noted:
@@ -329,9 +399,19 @@ class Conversation:
         child = self.audience.proxy
         if stage == "opening":
             return [COMPLAINT]
+        if stage == "course":
+            code = self.ongoing[len(self.still)]
+            f = self.pack.finding(code)
+            ago = self.days.get(code)
+            since = f" (first reported {ago:.0f} days ago)" if ago is not None and ago >= 1 else ""
+            return [f"Last time this was a yes{since}. **Is it still the case?** {self.question_text(f)}", _italic("Reply yes, no or don't know.")]
+        if stage == "news":
+            return ["**Has anything new appeared, or got worse, since last time?** Describe it in your own words, or reply *nothing new*."]
         if stage == "confirm":
             m = self.to_confirm[0]
             f = self.pack.finding(m.code)
+            if m.method == "record":
+                return [f"Your family record says “{m.text}” — is that still right? **{self.question_text(f)}**", _italic("Reply yes, no or don't know.")]
             lead = f"You said “{m.text}”" if m.polarity != UNCERTAIN else f"You were not sure about “{m.text}”"
             return [f"{lead} — to be sure I understood: **{self.question_text(f)}**", _italic("Reply yes, no or don't know.")]
         if stage == "age":
@@ -388,6 +468,8 @@ class Conversation:
             parts.append("**Why**\n" + "\n".join(f"- {e.sentence()}" for e in a.explanations[:3]))
         if a.tests:
             parts.append("**Tests a doctor may consider**\n" + "\n".join(f"- {x}" for x in suggestion_lines(a.tests)[:4]) + "\n" + _italic(TESTS_BASIS))
+        if a.plan is not None:
+            parts.append(plan_text(a.plan))
         if self.stopped:
             parts.append(_italic(f"You stopped after {a.questions_asked} questions, so this assessment is provisional."))
         else:

@@ -17,7 +17,7 @@ from diagnostician.engine.triage import TriageResult, fired_red_flags, present_f
 from diagnostician.knowledge.followup import FollowupKnowledge, load_followup
 from diagnostician.knowledge.schema import Pack, RedFlag
 
-WATCH_FLOOR = 0.001  # a danger sign less likely than this under the differential is not worth a line
+WATCH_FLOOR = 0.005  # a danger sign less likely than this under the differential is not worth a line (5× the answer-noise floor)
 WORSE = "If you feel worse, or a new symptom worries you, do not wait for the re-check: seek care sooner."
 
 
@@ -54,7 +54,10 @@ def course_flags(pack: Pack, state: State, days: Mapping[str, float], knowledge:
 
 
 def _watch(pack: Pack, state: State, p: np.ndarray, k: int) -> tuple[str, ...]:
-    """Advice of the danger signs not (yet) present that the differential makes most likely."""
+    """Advice of the danger signs not (yet) present that the differential makes most likely.
+
+    Denied signs count too: "no" today is exactly what may change by tomorrow.
+    """
     answered = state.answered
     fired = {r.id for r in fired_red_flags(pack, state)}
     scored: list[tuple[float, str]] = []
@@ -62,8 +65,6 @@ def _watch(pack: Pack, state: State, p: np.ndarray, k: int) -> tuple[str, ...]:
     for rf in pack.red_flags:
         if rf.id in fired or rf.advice in seen:
             continue
-        if any(code in answered and not answered[code].is_positive(pack) and not answered[code].unknown for code, _ in rf.when):
-            continue  # denied: it cannot be the sign to watch for
         log_joint = np.zeros(len(p))
         for code, values in rf.when:
             if code in answered and answered[code].is_positive(pack):
