@@ -71,6 +71,14 @@ def _print_assessment(con: Any, assessment: Any) -> None:
         for line in suggestion_lines(assessment.tests)[:5]:
             con.print(f"  • {line}")
         con.print(f"[dim]{TESTS_BASIS}[/]")
+    if assessment.plan is not None:
+        from rich.markup import escape
+
+        con.print(f"\n[bold]Plan[/]: {escape(assessment.plan.text)}")
+        for w in assessment.plan.watch_for:
+            con.print(f"  • seek care at once if: {escape(w)}")
+        for w in assessment.plan.change:
+            con.print(f"  • {escape(w)}")
     if assessment.stop_reason:
         con.print(f"\n[dim]Inquiry ended: {assessment.stop_reason}; {assessment.questions_asked} questions asked.[/]")
     con.print(f"\n[italic]{assessment.notice}[/]")

@@ -298,6 +298,10 @@ def clinician_report_markdown(consultation: Consultation) -> str:
         lines += ["", "**Suggested examinations and tests**", ""] + [f"- {_md(x)}" for x in suggestion_lines(a.tests)] + ["", f"*{_md(TESTS_BASIS)}*"]
     else:
         lines += ["", _md(suggested_tests_text(pack, a))]
+    if a.plan is not None:
+        lines += ["", "**Plan**", "", f"- {_md(a.plan.text)}"]
+        lines += [f"- Watch for: {_md(w)}" for w in a.plan.watch_for] + [f"- Would change the advice: {_md(w)}" for w in a.plan.change]
+        lines += ["", f"*Re-check basis: {_md(a.plan.basis)}*"]
     lines += ["", "---", "", f"*{_md(a.notice)}*", ""]
     return "\n".join(lines)
 
@@ -419,6 +423,9 @@ def clinician_report_html(consultation: Consultation) -> str:
         out += ["<h3>Suggested examinations and tests</h3>", _ul([_e(x) for x in suggestion_lines(a.tests)], ""), f"<p><em>{_e(TESTS_BASIS)}</em></p>"]
     else:
         out.append(f"<p>{_e(suggested_tests_text(pack, a))}</p>")
+    if a.plan is not None:
+        items = [_e(a.plan.text), *(f"Watch for: {_e(w)}" for w in a.plan.watch_for), *(f"Would change the advice: {_e(w)}" for w in a.plan.change)]
+        out += ["<h3>Plan</h3>", _ul(items, ""), f"<p><em>Re-check basis: {_e(a.plan.basis)}</em></p>"]
     out += ["</section>", f"<footer><p><em>{_e(a.notice)}</em></p></footer>", "</main></body></html>", ""]
     return "\n".join(x for x in out if x)
 

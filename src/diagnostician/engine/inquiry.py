@@ -28,6 +28,7 @@ import numpy as np
 
 from diagnostician.engine.posterior import State, posterior
 from diagnostician.engine.triage import present_findings
+from diagnostician.knowledge.ages import ask_age_limits
 from diagnostician.knowledge.schema import CATEGORICAL, Pack
 
 
@@ -149,9 +150,10 @@ def _entropy_cols(t: _Tables, a: np.ndarray) -> np.ndarray:
 
 
 def askable(pack: Pack, state: State) -> np.ndarray:
-    """Mask of findings that may be asked now (unanswered, parent answered present)."""
+    """Mask of findings that may be asked now (unanswered, parent answered present, sensible at the patient's age)."""
     t = _tables(pack)
-    mask = np.ones(len(pack.findings), dtype=bool)
+    lo, hi = ask_age_limits(pack)
+    mask = (lo <= state.age) & (state.age < hi)
     positive = np.zeros(len(pack.findings), dtype=bool)
     for a in state.answers:
         i = pack.finding_index[a.code]
