@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 
 from diagnostician import __version__
 from diagnostician.api import chat
+from diagnostician.api import household as household_api
 from diagnostician.api.auth import SCOPE_KEY, ApiKeyMiddleware
 from diagnostician.api.models import (
     AnswerIn,
@@ -39,6 +40,7 @@ from diagnostician.api.problems import PROBLEM_JSON, BodyLimitMiddleware, ErrorG
 from diagnostician.api.settings import Settings
 from diagnostician.consult import Consultation
 from diagnostician.consult.export import clinician_report_html, clinician_report_markdown, fhir_bundle
+from diagnostician.consult.household import Household
 from diagnostician.consult.service import ConsultationService, search_conditions, search_findings
 from diagnostician.consult.store import open_store
 from diagnostician.knowledge.schema import load_pack
@@ -54,6 +56,9 @@ reviewed*; every result that carries an assessment includes a notice that says w
 
 Answers are idempotent by question id: posting the same answer to the same question id again
 returns the same result; another value gets 409. Errors are `application/problem+json`.
+
+The family health record (`/v1/household`: members, their diary of readings and symptoms with plots,
+and follow-ups) is one household per server, shared by every API key of the server.
 """
 
 _STATUS_TEXT = {
@@ -314,6 +319,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(_router())
     app.include_router(chat.router())
+    household_api.install(app, Household(store))  # /v1/household: one family record per server, shared by its keys
     mount_web(app)  # the consultation page at / (static files, no network fetch)
     # Added last = outermost: the size limit acts before anything reads the body.
     app.add_middleware(ErrorGuardMiddleware)
@@ -325,7 +331,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
             expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
         )

@@ -19,7 +19,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from diagnostician.consult.service import AnswerConflictError, NotPendingError
-from diagnostician.consult.store import ConsultationNotFoundError, DuplicateAnswerError, StaleRevisionError, StoreError
+from diagnostician.consult.crypto import RecordLockedError
+from diagnostician.consult.household import FollowupClosedError
+from diagnostician.consult.store import (
+    ConsultationNotFoundError,
+    DuplicateAnswerError,
+    FollowupNotFoundError,
+    MemberNotFoundError,
+    StaleRevisionError,
+    StoreError,
+)
 from diagnostician.errors import InputError, InvalidAnswerError, PackError, SessionError, UnknownFindingError
 
 PROBLEM_JSON = "application/problem+json"
@@ -46,6 +55,10 @@ def problem(status: int, slug: str, title: str, detail: str, headers: dict[str, 
 # Library errors → (status, slug, title), most specific first.
 _LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (ConsultationNotFoundError, 404, "consultation-not-found", "No such consultation"),
+    (MemberNotFoundError, 404, "member-not-found", "No such household member"),
+    (FollowupNotFoundError, 404, "followup-not-found", "No such follow-up"),
+    (FollowupClosedError, 409, "followup-closed", "Follow-up already closed"),
+    (RecordLockedError, 503, "record-locked", "Record locked"),
     (NotPendingError, 409, "question-not-pending", "Not the pending question"),
     (AnswerConflictError, 409, "answer-conflict", "Question already answered"),
     (UnknownFindingError, 422, "unknown-finding", "Unknown finding code"),

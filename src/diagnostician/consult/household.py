@@ -27,7 +27,7 @@ from diagnostician.consult.store import (
 from diagnostician.dialogue.mentions import PRESENT, Mention
 from diagnostician.dialogue.nlu import reader_for
 from diagnostician.engine.posterior import MAX_AGE, check_age, normalise_sex
-from diagnostician.errors import InputError
+from diagnostician.errors import InputError, SessionError
 from diagnostician.knowledge.schema import BINARY, Pack
 from diagnostician.knowledge.vitals import Reading, find_vital, format_reading, is_outside_normal, load_vitals, parse_reading
 
@@ -36,6 +36,10 @@ HISTORY_KINDS = ("condition", "medication", "allergy", "antecedent")
 MAX_NAME = 80
 MAX_TEXT = 200
 MAX_HISTORY = 100
+
+
+class FollowupClosedError(SessionError):
+    """A follow-up that is already done or cancelled."""
 
 
 def now_utc() -> datetime:
@@ -284,6 +288,8 @@ class Household:
         history: Sequence[HistoryItem] = (),
     ) -> Member:
         """Add a member (a birth date or an age is required), checked before anything is stored."""
+        if birth_date not in (None, "") and age not in (None, ""):
+            raise InputError("give a birth date or an age, not both")
         member = self._checked(Member("", name, sex, parse_birth_date(birth_date), None, None, pregnant, tuple(history)), age)
         if any(m.name.casefold() == member.name.casefold() for m in self.members()):
             raise InputError(f"a household member named {member.name!r} already exists")
@@ -318,6 +324,8 @@ class Household:
         """Change profile fields (name, sex, birth_date, age, pregnant) and keep the rest."""
         m = self.member(ref)
         age = changes.pop("age", None)
+        if age is not None and changes.get("birth_date") not in (None, ""):
+            raise InputError("give a birth date or an age, not both")
         if "birth_date" in changes:
             changes["birth_date"] = parse_birth_date(changes["birth_date"])
         unknown = set(changes) - {"name", "sex", "birth_date", "pregnant"}
@@ -401,7 +409,9 @@ class Household:
         meta: dict[tuple[str, str], tuple[str, str, tuple[float, float] | None]] = {}
         for e in self.diary(ref):
             if e.kind == "vital":
-                v = vitals[e.code]
+                v = vitals.get(e.code)
+                if v is None:  # a reading of a vital sign the shipped table no longer defines: kept in the diary, not plotted
+                    continue
                 if v.components and isinstance(e.value, tuple):
                     for comp, x in zip(v.components, e.value):
                         key = ("vital", f"{e.code}.{comp.code}")
@@ -477,7 +487,7 @@ class Household:
         t = now or now_utc()
         fu = self.followup(followup_id)
         if fu.status != "open":
-            raise InputError(f"follow-up {fu.id} is already {fu.status}")
+            raise FollowupClosedError(f"follow-up {fu.id} is already {fu.status}")
         row = self.store.get_followup(fu.id)
         previous = self.store.get(fu.consultation_id)
         prev = Consultation.from_dict(previous.data, pack)
@@ -503,6 +513,10 @@ class Household:
     def cancel_followup(self, followup_id: str) -> Followup:
         """Close a follow-up without a consultation (e.g. the illness is over)."""
         row = self.store.get_followup((followup_id or "").strip())
+        if row.status == "cancelled":
+            return Followup.from_stored(row)
+        if row.status != "open":
+            raise FollowupClosedError(f"follow-up {row.id} is already {row.status}")
         return Followup.from_stored(self.store.close_followup(row.id, "cancelled", row.data))
 
 

@@ -340,14 +340,14 @@ def _plain_number(raw: Any, vital: Vital) -> float:
     if isinstance(raw, bool):
         raise InputError(f"{vital.code}: a number is needed, not {raw!r}")
     if not isinstance(raw, (int, float)):
-        raise InputError(f"{vital.code}: a number or text such as '{_example(vital)}' is needed, not {type(raw).__name__}")
+        raise InputError(f"{vital.code}: a number or text such as '{example_text(vital)}' is needed, not {type(raw).__name__}")
     value = float(raw)
     if not math.isfinite(value):
         raise InputError(f"{vital.code}: {raw!r} is not a finite number")
     return value
 
 
-def _example(vital: Vital) -> str:
+def example_text(vital: Vital) -> str:
     """A typical reading to show in messages: the middle of the normal (else plausible) band."""
 
     def middle(v: Vital) -> str:
@@ -399,9 +399,9 @@ def parse_reading(code: str, text: str | float | int, unit: str | None = None, *
         if match is None:
             if _NON_FINITE.match(raw):
                 raise InputError(f"{vital.code}: {raw!r} is not a finite number")
-            raise InputError(f"{vital.code}: cannot read a number in {raw!r}; write e.g. '{_example(vital)}'")
+            raise InputError(f"{vital.code}: cannot read a number in {raw!r}; write e.g. '{example_text(vital)}'")
         if match["unit"][:1] in set("0123456789.,+-/"):
-            raise InputError(f"{vital.code}: cannot read a number in {raw!r}; write e.g. '{_example(vital)}'")
+            raise InputError(f"{vital.code}: cannot read a number in {raw!r}; write e.g. '{example_text(vital)}'")
         value = _to_float(match["num"], vital)
         chosen, stated = _pick_unit(vital, match["unit"], unit)
     else:
@@ -413,7 +413,7 @@ def parse_reading(code: str, text: str | float | int, unit: str | None = None, *
 def _parse_parts(vital: Vital, text: Any, unit: str | None) -> Reading:
     count = len(vital.components)
     form = "/".join(c.code[:3].upper() for c in vital.components)
-    example = _example(vital)
+    example = example_text(vital)
     if isinstance(text, (tuple, list)) and len(text) == count:
         numbers = [_plain_number(v, vital) for v in text]
         chosen, stated = _pick_unit(vital, "", unit)

@@ -94,6 +94,7 @@ async function useKey(ev) {
     }
   }
   $("settings").open = false;
+  if ($("family").open) await refreshFamily();
   $("start-title").focus();
 }
 
@@ -486,6 +487,146 @@ function restart() {
   $("start-title").focus();
 }
 
+/* ------------------------------------------------------------ family record (members, diary, plots) */
+
+const family = { loaded: false, selected: null, vitals: [] };
+
+function familyError(msg) {
+  const e = $("family-error");
+  e.textContent = msg || "";
+  e.hidden = !msg;
+}
+
+/* Run one family action: its buttons are disabled meanwhile; a missing key is asked for by api() itself. */
+async function familyDo(fn) {
+  const box = $("family");
+  if (box.dataset.busy === "1") return;
+  box.dataset.busy = "1";
+  const buttons = [...box.querySelectorAll("button")];
+  buttons.forEach((b) => (b.disabled = true));
+  familyError("");
+  try {
+    await fn();
+  } catch (e) {
+    if (!e.handled) familyError(e.message || String(e));
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+    box.dataset.busy = "0";
+  }
+}
+
+function ageWords(years) {
+  if (years < 2) return `${Math.floor(years * 12)} months`;
+  return `${Math.floor(years)} years`;
+}
+
+function renderMembers(members) {
+  const list = $("members");
+  if (!members.length) return list.replaceChildren(el("li", { class: "reason", text: "No member yet: add one below." }));
+  list.replaceChildren(...members.map((m) => el("li", { "data-id": m.id },
+    el("button", { type: "button", class: "member-btn", "aria-pressed": String(m.id === family.selected), onclick: () => familyDo(() => selectMember(m)), text: m.name }),
+    el("span", { class: "about", text: `${ageWords(m.age_now)}, ${SEX_WORD[m.sex] || m.sex}` }))));
+}
+
+async function loadVitals() {
+  if (family.vitals.length) return;
+  family.vitals = await api("GET", "/v1/household/vitals");
+  $("vital-code").replaceChildren(...family.vitals.map((v) => el("option", { value: v.code, text: `${v.label} (${v.unit})` })));
+  vitalHint();
+}
+
+function vitalHint() {
+  const v = family.vitals.find((x) => x.code === $("vital-code").value);
+  $("vital-value").placeholder = v ? `e.g. ${v.example}` : "";
+}
+
+async function refreshFamily() {
+  await familyDo(async () => {
+    await loadVitals();
+    const members = await api("GET", "/v1/household/members");
+    if (family.selected && !members.some((m) => m.id === family.selected)) {
+      family.selected = null;
+      $("member-view").hidden = true;
+    }
+    renderMembers(members);
+    family.loaded = true;
+    if (family.selected) await showMember();
+  });
+}
+
+async function selectMember(m) {
+  family.selected = m.id;
+  $("member-title").textContent = m.name;
+  document.querySelectorAll("#members .member-btn").forEach((b) => b.setAttribute("aria-pressed", String(b.parentElement.dataset.id === m.id)));
+  await showMember();
+  $("member-title").focus();
+}
+
+async function showMember() {
+  const base = `/v1/household/members/${encodeURIComponent(family.selected)}`;
+  const [entries, plots] = await Promise.all([api("GET", `${base}/diary`), api("GET", `${base}/plots`)]);
+  const rows = entries.slice().reverse().map((e) => el("tr", { "data-kind": e.kind },
+    el("td", { text: new Date(e.at).toLocaleString() }),
+    el("td", { class: e.outside_normal ? "abnormal" : null, text: e.outside_normal ? `${e.text} (outside the usual range)` : e.text }),
+    el("td", { text: e.note || "" })));
+  $("diary-rows").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "3", class: "reason", text: "No entry yet." }))]));
+  // The SVG documents are made by this server (user text in them is escaped there): inserted as markup.
+  $("plots").replaceChildren(...plots.map((p) => {
+    const fig = el("figure", { "data-index": String(p.index) });
+    fig.innerHTML = p.svg;
+    return fig;
+  }));
+  if (!plots.length) $("plots").append(el("p", { class: "reason", text: "Readings and scored symptoms are plotted here." }));
+  $("member-view").hidden = false;
+}
+
+async function addMember(ev) {
+  ev.preventDefault();
+  const name = $("member-name").value.trim();
+  const sex = document.querySelector("input[name=member-sex]:checked");
+  const born = $("member-birth").value;
+  if (!name) return familyError("Please enter a name."), $("member-name").focus();
+  if (!sex) return familyError("Please choose female or male."), $("member-sex-F").focus();
+  if (!born) return familyError("Please enter the birth date."), $("member-birth").focus();
+  await familyDo(async () => {
+    const m = await api("POST", "/v1/household/members", { name, sex: sex.value, birth_date: born });
+    $("member-form").reset();
+    renderMembers(await api("GET", "/v1/household/members"));
+    await selectMember(m);
+  });
+}
+
+async function addEntry(body, form) {
+  if (!family.selected) return familyError("Please choose a member first.");
+  await familyDo(async () => {
+    await api("POST", `/v1/household/members/${encodeURIComponent(family.selected)}/diary`, body);
+    form.reset();
+    vitalHint();
+    await showMember();
+  });
+}
+
+function addReading(ev) {
+  ev.preventDefault();
+  const value = $("vital-value").value.trim();
+  if (!value) return familyError("Please enter the value of the reading."), $("vital-value").focus();
+  return addEntry({ kind: "vital", code: $("vital-code").value, value }, $("reading-form"));
+}
+
+function addSymptom(ev) {
+  ev.preventDefault();
+  const name = $("symptom-name").value.trim();
+  const severity = $("symptom-severity").value.trim();
+  if (!name) return familyError("Please name the symptom."), $("symptom-name").focus();
+  const body = { kind: "symptom", code: name };
+  if (severity !== "") body.severity = severity;
+  return addEntry(body, $("symptom-form"));
+}
+
+function onFamilyToggle() {
+  if ($("family").open && !family.loaded) refreshFamily();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("start-form").addEventListener("submit", onStart);
   $("complaint-search").addEventListener("input", onSearch);
@@ -498,5 +639,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("key-form").addEventListener("submit", useKey);
   $("api-key").value = apiKey();
   for (const id of ["report-html", "report-md", "report-fhir"]) $(id).addEventListener("click", downloadWithKey);
+  $("family").addEventListener("toggle", onFamilyToggle);
+  $("member-form").addEventListener("submit", addMember);
+  $("reading-form").addEventListener("submit", addReading);
+  $("symptom-form").addEventListener("submit", addSymptom);
+  $("vital-code").addEventListener("change", vitalHint);
   loadComplaints().catch((e) => { if (!e.handled) showError(`Could not load the list of complaints: ${e.message}`); });
 });
