@@ -338,3 +338,46 @@ def test_a_locked_record_is_503_not_500(tmp_path) -> None:
         r = client.get(f"{H}/members")
         _problem(r, 503, "record-locked")
         assert "passphrase" in r.json()["detail"]
+
+
+def test_member_consultation_confirms_the_record_first_and_a_follow_up_applies_course_rules(http, record) -> None:
+    """A consultation for a member: record history asked first; its plan stored as a follow-up; the follow-up over HTTP."""
+    mid = _member(http, "Rosa", sex="F", birth_date="1980-03-01", history=[{"kind": "antecedent", "text": "smoker"}])["id"]
+    r = http.post("/v1/consultations", json={"member_id": mid, "findings": {"E_97": True, "E_201": True, "E_181": True}})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    cid = created["id"]
+    assert created["member_id"] == mid and created["sex"] == "F" and 40 < created["age"] < 60
+    q = http.get(f"/v1/consultations/{cid}/question").json()["question"]
+    assert q["phase"] == "record" and q["finding"] == "E_79" and "family health record" in q["reason"]
+    for _ in range(60):
+        step = http.get(f"/v1/consultations/{cid}/question").json()
+        if step["done"]:
+            break
+        q = step["question"]
+        value = True if q["finding"] == "E_79" else (False if q["type"] == "binary" else None)
+        assert http.post(f"/v1/consultations/{cid}/answers", json={"question_id": q["id"], "value": value}).status_code == 200
+    a = http.get(f"/v1/consultations/{cid}/assessment").json()
+    assert a["plan"]["text"] and a["plan"]["level"] == a["triage"]["level"]
+    _problem(http.post(f"{H}/followups", json={"consultation_id": "nope"}), 404)
+    planned = http.post(f"{H}/followups", json={"consultation_id": cid})
+    assert planned.status_code == 201, planned.text
+    assert a["triage"]["level"] != "emergency"  # a cold-like illness: a home re-check is planned
+    assert planned.json()["member_id"] == mid and planned.json()["plan"]["recheck_hours"] == a["plan"]["recheck_hours"]
+
+    # Eight days on, the sore throat is still there: the one-week course rule fires in the follow-up.
+    eight_days_ago = datetime.now(timezone.utc) - timedelta(days=8)
+    fu = record.plan(cid, now=eight_days_ago)
+    ongoing = http.get(f"{H}/followups/{fu.id}/ongoing").json()["ongoing"]
+    assert {o["finding"] for o in ongoing} >= {"E_97", "E_201"} and all(o["days"] >= 8 for o in ongoing)
+    _problem(http.post(f"{H}/followups/{fu.id}/start", json={"still": {"E_1": True}}), 422)
+    r = http.post(f"{H}/followups/{fu.id}/start", json={"still": {"E_97": True, "E_201": False}, "text": "now I have a fever"})
+    assert r.status_code == 201, r.text
+    follow = r.json()
+    assert follow["member_id"] == mid and any(f["id"] == "course-sore-throat-1w" for f in follow["red_flags"])
+    assert any(x["finding"] == "E_91" and x["value"] is True for x in follow["answers"])  # what is new was read
+    assert http.get(f"{H}/followups/{fu.id}").json()["status"] == "done"
+    assert http.get(f"{H}/followups/{fu.id}").json()["next_consultation_id"] == follow["id"]
+    _problem(http.post(f"{H}/followups/{fu.id}/start", json={}), 409)
+    tri = http.get(f"/v1/consultations/{follow['id']}/triage").json()
+    assert any(f["id"] == "course-sore-throat-1w" for f in tri["red_flags"])

@@ -124,7 +124,7 @@ def _router() -> APIRouter:
 
         Danger signs among the findings are returned at once.
         """
-        loaded, intake = service.create_from(body.age, body.sex, body.findings, body.text, body.max_questions, key_name)
+        loaded, intake = service.create_from(body.age, body.sex, body.findings, body.text, body.max_questions, key_name, body.member_id)
         response.headers["Location"] = f"/v1/consultations/{loaded.id}"
         view = service.consultation_view(loaded)
         if intake is not None:

@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints, model_validator
 
-from diagnostician.api.models import Problem
+from diagnostician.api.auth import SCOPE_KEY
+from diagnostician.api.models import ConsultationOut, Problem
+from diagnostician.consult.service import ConsultationService
 from diagnostician.api.problems import PROBLEM_JSON, problem
 from diagnostician.consult.household import HISTORY_KINDS, MAX_HISTORY, MAX_NAME, MAX_TEXT, Household, history_item, parse_when
 from diagnostician.consult.plot import series_svg
@@ -177,6 +179,26 @@ class FollowupOut(BaseModel):
     next_consultation_id: Optional[str]
 
 
+class PlanFollowupIn(_In):
+    """Plan the re-check of a stored consultation from its assessment's care plan."""
+
+    consultation_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class StartFollowupIn(_In):
+    """What the patient says at a follow-up: which earlier symptoms are still there, and anything new."""
+
+    still: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Optional[StrictBool]] = Field(
+        default_factory=dict,
+        max_length=300,
+        description="For symptoms of the previous consultation (the follow-up's `ongoing` codes): true = still there, false = gone, null = not sure.",
+    )
+    text: Optional[Annotated[str, StringConstraints(max_length=5000)]] = Field(default=None, description="What is new or worse, in the patient's words.")
+    findings: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Any] = Field(
+        default_factory=dict, max_length=300, description="New findings as {code: value}; they win over the text and the previous answers."
+    )
+
+
 class VitalOut(BaseModel):
     """A vital sign the diary accepts."""
 
@@ -196,6 +218,20 @@ def _household(request: Request) -> Household:
 
 
 HouseholdDep = Annotated[Household, Depends(_household)]
+
+
+def _service(request: Request) -> ConsultationService:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[ConsultationService, Depends(_service)]
+
+
+def _key_name(request: Request) -> Optional[str]:
+    return request.scope.get(SCOPE_KEY)
+
+
+KeyNameDep = Annotated[Optional[str], Depends(_key_name)]
 
 
 def _by_id(household: Household, member_id: str) -> str:
@@ -318,6 +354,43 @@ def router() -> APIRouter:
     def get_followup(followup_id: Annotated[str, Path(min_length=1, max_length=100)], household: HouseholdDep) -> dict[str, Any]:
         """One follow-up with its care plan."""
         return household.followup(followup_id).view()
+
+    @r.post("/followups", status_code=201, response_model=Optional[FollowupOut], summary="Plan a follow-up", responses=_problems(400, 404, 413, 415, 422, 503))
+    def plan_followup(body: PlanFollowupIn, household: HouseholdDep, service: ServiceDep, key_name: KeyNameDep) -> Any:
+        """Store a consultation's care plan as a follow-up due at its re-check time (null for an emergency: act now, no home re-check).
+
+        A follow-up consultation inherits the first report of each symptom, so the next re-check counts the days from then."""
+        loaded = service.load(body.consultation_id, key_name)  # 404 for another key's consultation
+        fu = household.plan(loaded.id, loaded.consultation)
+        return None if fu is None else fu.view()
+
+    @r.get("/followups/{followup_id}/ongoing", summary="What a follow-up asks about", responses=_problems(404, 409, 503))
+    def followup_ongoing(followup_id: Annotated[str, Path(min_length=1, max_length=100)], household: HouseholdDep, service: ServiceDep) -> dict[str, Any]:
+        """The symptoms of the previous consultation to ask about again ("is it still there?"), with how long each has lasted."""
+        start = household.begin_followup(followup_id, service.pack)
+        return {
+            "followup_id": start.followup.id,
+            "ongoing": [{"finding": code, "question": service.pack.finding(code).question, "days": round(start.days.get(code, 0.0), 2)} for code in start.ongoing],
+        }
+
+    @r.post("/followups/{followup_id}/start", status_code=201, response_model=ConsultationOut, summary="Start a follow-up consultation", responses=_problems(400, 404, 409, 413, 415, 422, 503))
+    def start_followup(
+        followup_id: Annotated[str, Path(min_length=1, max_length=100)], body: StartFollowupIn, response: Response,
+        household: HouseholdDep, service: ServiceDep, key_name: KeyNameDep,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Begin the follow-up consultation from the previous answers, what is still there and what is new; the course rules
+        (e.g. a fever past 3 days) apply as danger signs. The follow-up is closed as done; the new consultation continues
+        with the usual question and answer routes, and POST /v1/household/followups plans its own re-check."""
+        start = household.begin_followup(followup_id, service.pack)
+        news: dict[str, object] = {}
+        if body.text:
+            news.update(service.read_findings(body.text)[1])
+        news.update(body.findings)
+        c = household.followup_consultation(start, service.pack, body.still, news)
+        loaded = service.adopt(c, key_name, start.member.id if start.member else None)
+        household.close_done(start, loaded.id)
+        response.headers["Location"] = f"/v1/consultations/{loaded.id}"
+        return service.consultation_view(loaded)
 
     @r.post("/followups/{followup_id}/cancel", response_model=FollowupOut, summary="Cancel a follow-up", responses=_problems(404, 409, 503))
     def cancel_followup(followup_id: Annotated[str, Path(min_length=1, max_length=100)], household: HouseholdDep) -> Any:

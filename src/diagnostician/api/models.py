@@ -135,11 +135,16 @@ class CreateConsultation(_In):
         examples=[{"E_53": True}],
     )
     max_questions: Optional[int] = Field(default=None, ge=1, le=MAX_QUESTIONS_LIMIT, description="Question budget (default 30).")
+    member_id: Optional[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default=None,
+        description="A member of the family record (/v1/household): age and sex default to the record's, the record's history "
+        "items are asked first to confirm them, and the consultation is kept with the member's record.",
+    )
 
     @model_validator(mode="after")
     def _demographics(self) -> "CreateConsultation":
-        if self.text is None and (self.age is None or self.sex is None):
-            raise ValueError("age and sex are required (or a text that says them)")
+        if self.text is None and self.member_id is None and (self.age is None or self.sex is None):
+            raise ValueError("age and sex are required (or a text that says them, or a member_id)")
         return self
 
 
@@ -193,6 +198,7 @@ class ConsultationOut(BaseModel):
     red_flags: list[RedFlagOut] = Field(description="Danger signs present now: act on their advice at once.")
     notice: str = Field(description=NOTICE_DESCRIPTION)
     intake: Optional[ReadingOut] = Field(default=None, description="What was read from `text` when the consultation was created from it.")
+    member_id: Optional[str] = Field(default=None, description="The member of the family record this consultation is about, if any.")
 
 
 class Separation(BaseModel):
@@ -212,7 +218,7 @@ class QuestionOut(BaseModel):
     scale: bool = Field(description="A categorical 0–10 style scale.")
     answers: list[AnswerChoice] = Field(description="Allowed values with their labels; null means don't know.")
     hint: str = Field(description="How to answer in typed text.")
-    phase: Literal["screening", "diagnostic", "review"]
+    phase: Literal["record", "screening", "diagnostic", "review"]
     reason: str = Field(description="Why this question is asked, in plain words.")
     expected_gain_bits: float = Field(description="Expected information gain about the condition, in bits.")
     safety_gain_bits: float = Field(description="Expected information about whether the condition is dangerous, in bits.")
@@ -328,6 +334,17 @@ class TestsOut(BaseModel):
     suggested: list[TestSuggestionOut]
 
 
+class PlanOut(BaseModel):
+    """The care plan that ends an assessment."""
+
+    level: TriageLevel
+    recheck_hours: Optional[int] = Field(description="Hours until a re-check; null for an emergency (act now).")
+    text: str
+    watch_for: list[str] = Field(description="Danger signs worth watching for, with their advice, most likely first.")
+    change: list[str] = Field(description="What would change the advice (symptoms lasting too long, getting worse).")
+    basis: str
+
+
 class AssessmentOut(BaseModel):
     """The differential with probabilities and roles, triage, explanations, suggested tests and the notice."""
 
@@ -340,6 +357,7 @@ class AssessmentOut(BaseModel):
     questions_asked: int
     stop_reason: str
     tests: TestsOut | None = Field(None, description="Examinations and tests that would help settle the differential (packs with test lists).")
+    plan: PlanOut | None = Field(None, description="When to check again, danger signs to watch for, what would change the advice.")
     notice: str = Field(description=NOTICE_DESCRIPTION)
 
 

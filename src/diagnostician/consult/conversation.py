@@ -23,12 +23,11 @@ from diagnostician.dialogue.plain import is_why, understand_answer
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
 from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
-from diagnostician.engine.plan import CarePlan, course_flags
+from diagnostician.engine.plan import CarePlan
 from diagnostician.engine.workup import BASIS as TESTS_BASIS
 from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.posterior import AnswerValue, check_age
 from diagnostician.errors import InputError
-from diagnostician.knowledge.followup import load_followup
 from diagnostician.knowledge.schema import BINARY, Finding, Pack, RedFlag
 
 UNDO = {"undo", "back", "u", "go back"}
@@ -296,23 +295,9 @@ class Conversation:
 
     def _begin(self) -> Consultation:
         """The consultation from everything gathered; at a follow-up, with the course rules that hold."""
-        found = dict(self.found)
-        c = Consultation.begin(self.age, self.sex, list(found.items()), pack=self.pack, policy=self.policy)  # type: ignore[arg-type]
-        if not self.ongoing:
-            return c
-        lasting = {code: d for code, d in self.days.items() if self.still.get(code) is True}
-        flags = course_flags(self.pack, c.state, lasting)
-        kn = load_followup()
-        implied = {}
-        for rule in kn.rules_for(self.pack):
-            if rule.implies and rule.id in {f.id for f in flags}:
-                code = kn.code_in(rule, self.pack, rule.implies)
-                if code is not None and code not in found:
-                    implied[code] = True  # e.g. a cough still there after 3 weeks is a long-lasting cough
-        if implied:
-            c = Consultation.begin(self.age, self.sex, list({**found, **implied}.items()), pack=self.pack, policy=self.policy)  # type: ignore[arg-type]
-        c.course = flags
-        return c
+        if self.ongoing:
+            return Consultation.follow_up(self.age, self.sex, self.found, self.still, self.days, pack=self.pack, policy=self.policy)  # type: ignore[arg-type]
+        return Consultation.begin(self.age, self.sex, list(self.found.items()), pack=self.pack, policy=self.policy)  # type: ignore[arg-type]
 
     def _answer(self, text: str) -> list[str]:
         c = self.c

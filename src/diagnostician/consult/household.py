@@ -263,6 +263,11 @@ class Household:
         """Every member, oldest record first."""
         return [Member.from_stored(m.id, m.data, m.created_at) for m in self.store.list_members()]
 
+    def member_by_id(self, member_id: str) -> Member:
+        """A member by id only (interfaces that log paths pass ids, never names)."""
+        m = self.store.get_member(member_id)
+        return Member.from_stored(m.id, m.data, m.created_at)
+
     def member(self, ref: str) -> Member:
         """A member by id or by name (case-insensitive)."""
         ref = (ref or "").strip()
@@ -458,19 +463,32 @@ class Household:
     def save(self, consultation: Consultation, member: Member | None = None, now: datetime | None = None,
              first_seen: Mapping[str, str] | None = None) -> tuple[StoredConsultation, Followup | None]:  # fmt: skip
         """Store a finished consultation (for a member, if given) and its care plan as a follow-up (none for an emergency)."""
-        t = now or now_utc()
         stored = self.store.create(consultation.to_dict(), member_id=member.id if member else None)
+        return stored, self.plan(stored.id, consultation, now, first_seen)
+
+    def plan(self, consultation_id: str, consultation: Consultation | None = None, now: datetime | None = None,
+             first_seen: Mapping[str, str] | None = None) -> Followup | None:  # fmt: skip
+        """Store a stored consultation's care plan as a follow-up due at its re-check time (None for an emergency: act now)."""
+        t = now or now_utc()
+        stored = self.store.get(consultation_id)
+        if consultation is None:
+            from diagnostician.knowledge.schema import load_pack
+
+            consultation = Consultation.from_dict(stored.data, load_pack(stored.pack_name))
         plan = consultation.assessment(explain_top=0).plan
         if plan is None or plan.recheck_hours is None:
-            return stored, None
+            return None
+        if first_seen is None:  # a follow-up consultation keeps the first reports of the one it follows
+            done = [f for f in self.store.list_followups(status="done") if f.data.get("next_consultation_id") == consultation_id]
+            first_seen = done[0].data.get("first_seen") if done else None
         pack = consultation.pack
         seen = dict(first_seen or {})
         for a in consultation.state.answers:
             if a.is_positive(pack) and not pack.finding(a.code).antecedent:
                 seen.setdefault(a.code, t.isoformat())
         data = {"plan": plan.to_dict(), "pack": pack.name, "first_seen": seen}
-        row = self.store.create_followup(stored.id, t + timedelta(hours=plan.recheck_hours), data, member.id if member else None)
-        return stored, Followup.from_stored(row)
+        row = self.store.create_followup(stored.id, t + timedelta(hours=plan.recheck_hours), data, stored.member_id)
+        return Followup.from_stored(row)
 
     def followups(self, due_only: bool = False, member: str | None = None, now: datetime | None = None, status: str | None = "open") -> list[Followup]:
         """Follow-ups (open by default; only those due now with due_only; of one member if named), soonest first."""
@@ -503,12 +521,27 @@ class Household:
             days[code] = max(0.0, (t - since).total_seconds() / 86400)
         return FollowupStart(fu, previous, member, age, prev.state.sex, answers, ongoing, days, seen)
 
+    def followup_consultation(self, start: FollowupStart, pack: Pack, still: Mapping[str, object], news: Mapping[str, object],
+                              policy: Any = None) -> Consultation:  # fmt: skip
+        """The follow-up consultation: previous answers, what is new (overriding them), course rules for what is still there."""
+        unknown = set(still) - set(start.ongoing)
+        if unknown:
+            raise InputError(f"not a symptom of the previous consultation: {', '.join(sorted(unknown))} (ask about {', '.join(start.ongoing)})")
+        for code in news:
+            pack.finding(code)  # an unknown code is an error here, not later
+        found = {**dict(start.answers), **dict(news)}
+        return Consultation.follow_up(start.age, start.sex, found, still, start.days, pack=pack, policy=policy)
+
+    def close_done(self, start: FollowupStart, next_consultation_id: str) -> Followup:
+        """Mark the follow-up done, naming the consultation that followed it up."""
+        row = self.store.get_followup(start.followup.id)
+        return Followup.from_stored(self.store.close_followup(row.id, "done", {**row.data, "next_consultation_id": next_consultation_id}))
+
     def finish_followup(self, start: FollowupStart, consultation: Consultation, now: datetime | None = None) -> tuple[StoredConsultation, Followup | None]:
         """Store the follow-up consultation, close the follow-up, and plan the next re-check from the new assessment."""
-        stored, nxt = self.save(consultation, start.member, now, first_seen=start.first_seen)
-        row = self.store.get_followup(start.followup.id)
-        self.store.close_followup(start.followup.id, "done", {**row.data, "next_consultation_id": stored.id})
-        return stored, nxt
+        stored = self.store.create(consultation.to_dict(), member_id=start.member.id if start.member else None)
+        self.close_done(start, stored.id)
+        return stored, self.plan(stored.id, consultation, now, first_seen=start.first_seen)
 
     def cancel_followup(self, followup_id: str) -> Followup:
         """Close a follow-up without a consultation (e.g. the illness is over)."""

@@ -154,17 +154,46 @@ class ConsultationService:
 
     # ------------------------------------------------------------ loading
 
+    def policy(self, max_questions: int | None = None) -> InquiryPolicy:
+        """The inquiry policy with a checked question budget."""
+        if max_questions is None:
+            return InquiryPolicy()
+        if not 1 <= max_questions <= MAX_QUESTIONS_LIMIT:
+            raise InputError(f"max_questions must lie between 1 and {MAX_QUESTIONS_LIMIT}")
+        return InquiryPolicy(max_questions=max_questions)
+
     def create(
-        self, age: float, sex: str, findings: Mapping[str, object] | None = None, max_questions: int | None = None, owner: str | None = None
+        self,
+        age: float | None,
+        sex: str | None,
+        findings: Mapping[str, object] | None = None,
+        max_questions: int | None = None,
+        owner: str | None = None,
+        member_id: str | None = None,
     ) -> Loaded:
-        """Begin and store a consultation (reachable only with the API key `owner`, when one made it)."""
-        policy = InquiryPolicy()
-        if max_questions is not None:
-            if not 1 <= max_questions <= MAX_QUESTIONS_LIMIT:
-                raise InputError(f"max_questions must lie between 1 and {MAX_QUESTIONS_LIMIT}")
-            policy = InquiryPolicy(max_questions=max_questions)
-        c = Consultation.begin(age, sex, dict(findings or {}), pack=self.pack, policy=policy)
-        return Loaded(self.store.create(c.to_dict(), owner), c)
+        """Begin and store a consultation (reachable only with the API key `owner`, when one made it).
+
+        For a member of the family record, age and sex default to the record's, and the record's history
+        items are the first questions, asked to confirm them.
+        """
+        confirm: tuple[str, ...] = ()
+        if member_id is not None:
+            from diagnostician.consult.household import Household
+
+            hh = Household(self.store)
+            member = hh.member_by_id(member_id)
+            age = member.age_at() if age is None else age
+            sex = member.sex if sex is None else sex
+            confirm = tuple(m.code for m in hh.record_mentions(member, self.pack) if m.code not in (findings or {}))
+        if age is None or sex is None:
+            raise InputError("age and sex are required (or a text that says them, or a member of the family record)")
+        c = Consultation.begin(age, sex, dict(findings or {}), pack=self.pack, policy=self.policy(max_questions))
+        c.confirm = confirm
+        return Loaded(self.store.create(c.to_dict(), owner, member_id=member_id), c)
+
+    def adopt(self, c: Consultation, owner: str | None = None, member_id: str | None = None) -> Loaded:
+        """Store a consultation begun elsewhere (a follow-up) as a new one."""
+        return Loaded(self.store.create(c.to_dict(), owner, member_id=member_id), c)
 
     def parse(self, text: str) -> dict[str, Any]:
         """What the free-text intake reads in `text` (ReadingOut shape)."""
@@ -180,34 +209,36 @@ class ConsultationService:
         text: str | None,
         max_questions: int | None = None,
         owner: str | None = None,
+        member_id: str | None = None,
     ) -> tuple[Loaded, dict[str, Any] | None]:
         """Begin a consultation from codes and/or the patient's own words; also what was read from the words."""
         if text is None:
-            if age is None or sex is None:
-                raise InputError("age and sex are required (or a text that says them)")
-            return self.create(age, sex, findings, max_questions, owner), None
+            return self.create(age, sex, findings, max_questions, owner, member_id), None
+        reading, read = self.read_findings(text)
+        age = age if age is not None else reading.age
+        sex = sex if sex is not None else reading.sex
+        if (age is None or sex is None) and member_id is None:
+            missing = " and ".join(w for w, v in (("age", age), ("sex", sex)) if v is None)
+            raise InputError(f"the text does not say the patient's {missing}; send it as a field")
+        merged = {**read, **(findings or {})}  # codes sent explicitly win over what was read
+        intake = reading.to_dict()
+        for item in intake["findings"]:
+            item["entered"] = item["code"] in read and item["code"] not in (findings or {})
+        return self.create(age, sex, merged, max_questions, owner, member_id), intake
+
+    def read_findings(self, text: str) -> tuple[Any, dict[str, object]]:
+        """What the intake reads in `text`, and the findings read with confidence (doubtful ones are left for the questions)."""
         from diagnostician.dialogue.mentions import engine_value
         from diagnostician.dialogue.nlu import CONFIRM_BELOW, read_text
 
         reading = read_text(self.pack, text)
-        age = age if age is not None else reading.age
-        sex = sex if sex is not None else reading.sex
-        if age is None or sex is None:
-            missing = " and ".join(w for w, v in (("age", age), ("sex", sex)) if v is None)
-            raise InputError(f"the text does not say the patient's {missing}; send it as a field")
-        merged: dict[str, object] = {}
-        entered = set()
+        found: dict[str, object] = {}
         for m in reading.mentions:
             if m.confidence >= CONFIRM_BELOW and m.polarity != "uncertain":
                 value = engine_value(self.pack.finding(m.code), m)
                 if value is not None:
-                    merged[m.code] = value
-                    entered.add(m.code)
-        merged.update(findings or {})  # codes sent explicitly win over what was read
-        intake = reading.to_dict()
-        for item in intake["findings"]:
-            item["entered"] = item["code"] in entered and item["code"] not in (findings or {})
-        return self.create(age, sex, merged, max_questions, owner), intake
+                    found[m.code] = value
+        return reading, found
 
     def _get(self, consultation_id: str, key_name: str | None) -> StoredConsultation:
         """The stored consultation if this caller may reach it; another key's consultation is as good as absent (404)."""
@@ -258,6 +289,7 @@ class ConsultationService:
             "stop_reason": c.stop_reason or None,
             "red_flags": [red_flag_view(r) for r in c.red_flags],
             "notice": NOTICE,
+            "member_id": s.member_id,
         }
 
     def question(self, loaded: Loaded) -> dict[str, Any]:
@@ -283,7 +315,7 @@ class ConsultationService:
     def triage(self, loaded: Loaded) -> dict[str, Any]:
         """Triage now, with the danger signs that drive it."""
         c = loaded.consultation
-        return {"consultation_id": loaded.id, **triage_view(triage(self.pack, c.state, posterior(c.state), c.triage_policy))}
+        return {"consultation_id": loaded.id, **triage_view(triage(self.pack, c.state, posterior(c.state), c.triage_policy, extra=c.course))}
 
     # ------------------------------------------------------------ changes
 

@@ -58,6 +58,7 @@ class Consultation:
     stop_reason: str = ""
     finished: bool = False
     course: tuple[RedFlag, ...] = ()  # course rules that hold at a follow-up: danger signs from how long symptoms lasted
+    confirm: tuple[str, ...] = ()  # findings the family record lists: asked first, to confirm, before the engine chooses
 
     @classmethod
     def begin(
@@ -76,6 +77,39 @@ class Consultation:
         state = start(pk, age, sex, answers)
         return cls(pk, state, policy or InquiryPolicy(), triage_policy or TriagePolicy(), initial=len(state.answers))
 
+    @classmethod
+    def follow_up(
+        cls,
+        age: float,
+        sex: str,
+        findings: Mapping[str, object],
+        still: Mapping[str, object],
+        days: Mapping[str, float],
+        pack: Pack | str = "ddxplus",
+        policy: InquiryPolicy | None = None,
+    ) -> "Consultation":
+        """A follow-up: the carried and new findings, with the course rules that hold for symptoms still there (still[code] is True) after days[code]."""
+        from diagnostician.engine.plan import course_flags
+        from diagnostician.knowledge.followup import load_followup
+
+        pk = load_pack(pack) if isinstance(pack, str) else pack
+        found = dict(findings)
+        c = cls.begin(age, sex, found, pack=pk, policy=policy)
+        lasting = {code: float(d) for code, d in days.items() if still.get(code) is True}
+        flags = course_flags(pk, c.state, lasting)
+        kn = load_followup()
+        fired = {f.id for f in flags}
+        implied = {}
+        for rule in kn.rules_for(pk):
+            if rule.implies and rule.id in fired:
+                code = kn.code_in(rule, pk, rule.implies)
+                if code is not None and code not in found:
+                    implied[code] = True  # e.g. a cough still there after 3 weeks is a long-lasting cough
+        if implied:
+            c = cls.begin(age, sex, {**found, **implied}, pack=pk, policy=policy)
+        c.course = flags
+        return c
+
     @property
     def questions_asked(self) -> int:
         """Questions answered so far (findings given up front are not counted)."""
@@ -91,6 +125,11 @@ class Consultation:
         if self.finished:
             return None
         if self.pending is None:
+            answered = self.state.answered
+            record = next((code for code in self.confirm if code not in answered), None)
+            if record is not None:
+                self.pending = Question(record, "record", 0.0, 0.0, 0.0)
+                return self.pending
             budget = self.initial + self.policy.max_questions
             q = next_question(self.pack, self.state, self.policy, max_questions=budget)
             if q is None:
@@ -161,6 +200,7 @@ class Consultation:
             "answers": [{"code": a.code, "value": list(a.value) if isinstance(a.value, tuple) else a.value} for a in self.state.answers],
             "max_questions": self.policy.max_questions,
             **({"course": [_flag_dict(r) for r in self.course]} if self.course else {}),
+            **({"confirm": list(self.confirm)} if self.confirm else {}),
         }
 
     @classmethod
@@ -178,6 +218,7 @@ class Consultation:
             state = rebuild(pk, state, tuple(answers))
             policy = InquiryPolicy(max_questions=int(data.get("max_questions", InquiryPolicy().max_questions)))
             course = tuple(_flag_of(r, pk) for r in data.get("course") or ())
-            return cls(pk, state, policy, initial=int(data["initial"]), course=course)
+            confirm = tuple(pk.finding(code).code for code in data.get("confirm") or ())
+            return cls(pk, state, policy, initial=int(data["initial"]), course=course, confirm=confirm)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"saved consultation is malformed: {exc}") from exc

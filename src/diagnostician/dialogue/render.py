@@ -51,6 +51,8 @@ def answer_menu(f: Finding) -> list[tuple[int, str, AnswerValue]]:
 def reason(pack: Pack, q: Question) -> str:
     """Why this question is asked, in plain words."""
     lead = ", ".join(f"{name} ({p:.0%})" for name, p in q.separates[:4])
+    if q.phase == "record":
+        return "The family health record lists this; it counts only once you confirm it is still true."
     if q.phase == "screening":
         return f"Screening for a danger sign ({q.screens.replace('_', ' ')}): with what you have, this answer decides whether you need urgent care."
     if q.phase == "review":
@@ -129,6 +131,8 @@ def plain_reason(pack: Pack, q: Question) -> str:
     """Why this question is asked, in a sentence a patient understands."""
     names = [name for name, _ in q.separates[:3]]
     listed = ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else "the conditions that fit so far"
+    if q.phase == "record":
+        return "Your family health record lists this; I use it only once you confirm it is still true."
     if q.phase == "screening":
         return "I ask to make sure you do not have a danger sign that needs urgent care."
     if q.phase == "review":

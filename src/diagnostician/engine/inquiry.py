@@ -52,7 +52,7 @@ class Question:
     """The next question and why it is asked."""
 
     code: str
-    phase: str  # "screening", "diagnostic" or "review"
+    phase: str  # "record" (confirming the family record), "screening", "diagnostic" or "review"
     expected_gain: float  # nats of information about the condition
     safety_gain: float  # nats of information about whether the condition is dangerous
     p_present: float  # predicted probability the answer reports the finding present

@@ -566,7 +566,10 @@ def build(
             "urgency_basis": f"curated judgement for a typical symptomatic presentation, leaning to safety ({row['_where'].split(':')[0]}); not yet clinically reviewed",
             "prior": _round(prior),
             "prior_basis": basis,
-            "applicability": {"sex": row["sex"], "age_min": row.get("age_min", 0), "age_max": row.get("age_max", 120), "pregnancy_only": bool(row.get("pregnancy_only", False))},
+            "applicability": {
+                "sex": row["sex"], "age_min": row.get("age_min", 0), "age_max": row.get("age_max", 120), "pregnancy_only": bool(row.get("pregnancy_only", False)),
+                **({"age_basis": row["age_basis"]} if row.get("age_basis") else {}),
+            },  # fmt: skip
             "synonyms": syn,
             "symptoms": sorted((f for (cc, f), (_, s) in cells.items() if cc == c["code"] and s in (1, 2, 3)), key=lambda f: fidx[f]),
             "tests": tests,
