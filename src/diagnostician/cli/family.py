@@ -58,7 +58,7 @@ def _history(args: argparse.Namespace) -> list[Any]:
 
 def _member_line(m: Any) -> str:
     age = m.age_at()
-    shown = f"{age:.0f} y" if age >= 2 else f"{age * 12:.0f} mo"
+    shown = f"{int(age)} y" if age >= 2 else f"{int(age * 12)} mo"  # completed years, as ages are said
     extra = ", pregnant" if m.pregnant else ""
     return f"{m.id}  {m.name} ({m.sex}, {shown}{extra})"
 

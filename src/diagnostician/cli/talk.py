@@ -112,7 +112,7 @@ def conversation_factory(args: argparse.Namespace) -> Any:
 
 
 def chat_loop(conv: Any, plain: bool) -> None:
-    """Feed standard input to a conversation line by line and print each reply, until the input ends."""
+    """Feed standard input to a conversation line by line and print each reply, until the input ends (or, when piped, the assessment)."""
     show = _printer(plain)
     show(conv.reply(""))
     while True:
@@ -126,6 +126,8 @@ def chat_loop(conv: Any, plain: bool) -> None:
             show("I could not read that line (not UTF-8); please type it again.")
             continue
         show(conv.reply(line))
+        if conv.stage == "ended" and not sys.stdin.isatty():
+            break  # scripted input: the assessment is given; lines past it would only repeat it
 
 
 def _printer(plain: bool) -> Any:

@@ -443,6 +443,10 @@ class Household:
                 f = pack.finding(m.code)
                 if m.polarity == PRESENT and f.kind == BINARY and m.code not in out:
                     out[m.code] = Mention(m.code, PRESENT, True, min(m.confidence, 0.5), (0, len(item.text)), item.text, "record")
+        for sentence in self.recent_vitals_text(member):  # a fever measured at home in the last two days
+            for m in reader.read(sentence).mentions:
+                if m.polarity == PRESENT and pack.finding(m.code).kind == BINARY and m.code not in out:
+                    out[m.code] = Mention(m.code, PRESENT, True, 0.5, (0, len(sentence)), sentence, "record")
         if member.pregnant:
             for m in reader.read("I am pregnant").mentions:
                 if m.polarity == PRESENT and pack.finding(m.code).kind == BINARY and m.code not in out:
@@ -450,14 +454,14 @@ class Household:
         return list(out.values())
 
     def recent_vitals_text(self, member: Member, hours: float = 48, now: datetime | None = None) -> list[str]:
-        """Recent abnormal readings as sentences the reader understands (e.g. a measured fever), newest first."""
+        """Recent abnormal temperatures as sentences the reader understands (a measured fever), newest first."""
         t = now or now_utc()
         out = []
         for e in reversed(self.diary(member.id)):
             if e.kind != "vital" or (t - e.at).total_seconds() > hours * 3600:
                 continue
             if e.code == "temperature" and is_outside_normal(Reading(e.code, e.value, e.unit)):  # type: ignore[arg-type]
-                out.append(f"temperature of {e.value} °C measured on {e.at.date().isoformat()}")
+                out.append(f"I had a temperature of {e.value} °C (diary, {e.at.date().isoformat()})")
         return out
 
     def save(self, consultation: Consultation, member: Member | None = None, now: datetime | None = None,

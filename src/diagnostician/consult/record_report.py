@@ -36,7 +36,7 @@ def _consultations(hh: Household, m: Member) -> list[dict[str, Any]]:
 
 def _age_text(m: Member, when: datetime) -> str:
     age = m.age_at(when)
-    return f"{age:.0f} years" if age >= 2 else f"{age * 12:.0f} months"
+    return f"{int(age)} years" if age >= 2 else f"{int(age * 12)} months"
 
 
 def member_report_markdown(hh: Household, m: Member, now: datetime | None = None) -> str:

@@ -310,14 +310,23 @@ def _age_sex(odds_age: dict[str, Any] | None, odds_sex: dict[str, Any] | None, r
         odds = np.ones(len(SYMCAT_BANDS))
     w = odds * pop
     lo, hi = float(row.get("age_min", 0)), float(row.get("age_max", 120))
+    outside = np.zeros(len(AGE_BANDS), dtype=bool)
     for b, (blo, bhi) in enumerate(AGE_BANDS):
-        if bhi <= lo or blo > hi:
-            w[b] *= APPLICABILITY_FLOOR
+        if bhi <= lo or blo >= hi:  # bands are [low, high): one starting at the upper limit lies outside it
+            outside[b] = True
     if row.get("pregnancy_only"):
         for b, (blo, bhi) in enumerate(AGE_BANDS):
             if bhi <= 12 or blo >= 60:
-                w[b] *= APPLICABILITY_FLOOR
-    w /= w.sum()
+                outside[b] = True
+    if outside.any() and not outside.all():
+        # Outside its ages a condition is as likely as APPLICABILITY_FLOOR × a population-shaped one, absolutely:
+        # scaling the weights and renormalising would hand most of that mass back when few bands remain.
+        floor = APPLICABILITY_FLOOR * pop / pop.sum()
+        w = np.where(outside, 0.0, w)
+        w = w / w.sum() * (1.0 - floor[outside].sum())
+        w[outside] = floor[outside]
+    else:
+        w /= w.sum()
     f, m = POPULATION_FEMALE, 1 - POPULATION_FEMALE
     if odds_sex:
         f *= max(float((odds_sex.get("sex-female") or {}).get("odds", 1.0)), ODDS_FLOOR)
