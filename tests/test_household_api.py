@@ -381,3 +381,25 @@ def test_member_consultation_confirms_the_record_first_and_a_follow_up_applies_c
     _problem(http.post(f"{H}/followups/{fu.id}/start", json={}), 409)
     tri = http.get(f"/v1/consultations/{follow['id']}/triage").json()
     assert any(f["id"] == "course-sore-throat-1w" for f in tri["red_flags"])
+
+
+def test_household_export_and_import_over_http(http) -> None:
+    mid = _member(http, "Ines", sex="F", birth_date="2001-09-09", history=[{"kind": "allergy", "text": "penicillin"}])["id"]
+    assert _entry(http, mid, kind="vital", code="temperature", value="38.2", at="2026-11-20T08:00:00+00:00").status_code == 201
+    r = http.get(f"{H}/export", params={"member": mid})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    bundle = r.json()
+    from fhir.resources.R4B.bundle import Bundle
+
+    Bundle.model_validate(bundle)
+    kinds = sorted(e["resource"]["resourceType"] for e in bundle["entry"])
+    assert kinds.count("Patient") == 1 and "AllergyIntolerance" in kinds and "Observation" in kinds
+    _problem(http.post(f"{H}/import", json=bundle), 422)  # Ines exists: nothing is stored
+    assert http.delete(f"{H}/members/{mid}").status_code == 204
+    r = http.post(f"{H}/import", json=bundle)
+    assert r.status_code == 201, r.text
+    (ines,) = r.json()["members"]
+    assert ines["name"] == "Ines" and ines["history"] == [{"kind": "allergy", "text": "penicillin"}]
+    assert [d["text"] for d in http.get(f"{H}/members/{ines['id']}/diary").json()] == ["38.2 °C"]
+    _problem(http.post(f"{H}/import", json={"resourceType": "Patient"}), 422)
+    _problem(http.get(f"{H}/export", params={"member": "nobody"}), 404)

@@ -169,3 +169,27 @@ def test_db_current_and_downgrade(postgres_server, capsys, tmp_path) -> None:
     # A SQLite file's schema belongs to the store: downgrading it is refused with one line.
     assert _cli("db", "downgrade", "--to", "0001", "--url", f"sqlite:///{tmp_path / 'x.sqlite3'}") == 2
     assert "downgrade works on PostgreSQL" in capsys.readouterr().err
+
+
+def test_the_household_record_is_encrypted_on_postgresql_too(empty_postgres_url) -> None:
+    """The same store code seals payloads on PostgreSQL: rows are unreadable without the passphrase."""
+    from diagnostician.consult.crypto import RecordLockedError
+    from diagnostician.consult.household import Household, history_item
+
+    hh = Household(open_store(empty_postgres_url, passphrase="pg secret"))
+    try:
+        m = hh.add_member("Pat Postgres", "M", age=50, history=[history_item("condition", "diabetes")])
+        hh.record_vital(m.id, "glucose", "7.2 mmol/L")
+    finally:
+        hh.store.close()
+    with psycopg.connect(empty_postgres_url) as db:
+        for table in ("members", "diary"):
+            values = [r[0] for r in db.execute(f"SELECT data FROM {table}")]
+            assert values and all(v.startswith("enc1:") and "Pat" not in v for v in values)
+    with pytest.raises(RecordLockedError):
+        open_store(empty_postgres_url)
+    hh = Household(open_store(empty_postgres_url, passphrase="pg secret"))
+    try:
+        assert hh.member("Pat Postgres").history[0].text == "diabetes" and hh.diary(m.id)[0].value == 7.2
+    finally:
+        hh.store.close()

@@ -8,6 +8,7 @@ not split per key.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
@@ -354,6 +355,24 @@ def router() -> APIRouter:
     def get_followup(followup_id: Annotated[str, Path(min_length=1, max_length=100)], household: HouseholdDep) -> dict[str, Any]:
         """One follow-up with its care plan."""
         return household.followup(followup_id).view()
+
+    @r.get("/export", summary="Export as a FHIR R4 Bundle", responses={200: {"content": {"application/fhir+json": {}}}, **_problems(404, 503)})
+    def export_record(household: HouseholdDep, member: Annotated[Optional[str], Query(max_length=100, description="A member's id; default everyone.")] = None) -> Response:
+        """One member's record, or the whole household's, as a FHIR R4 collection Bundle (members, history, diary, consultations, follow-ups)."""
+        from diagnostician.consult.fhir_record import export_bundle
+
+        members = [household.member_by_id(member)] if member else household.members()
+        return Response(json.dumps(export_bundle(household, members), ensure_ascii=False), media_type="application/fhir+json")
+
+    @r.post("/import", status_code=201, summary="Import a FHIR R4 Bundle", responses=_problems(400, 413, 415, 422, 503))
+    def import_record(bundle: dict[str, Any], household: HouseholdDep) -> dict[str, Any]:
+        """Add the members of a Bundle (as /export writes it): checked whole before anything is stored; consultations and
+        care plans are exported for clinicians and not re-imported (counted in `skipped`). Large households may need a
+        larger body limit (DIAGNOSTICIAN_MAX_BODY_BYTES)."""
+        from diagnostician.consult.fhir_record import import_record as read_in
+
+        result = read_in(household, bundle)
+        return {"members": [m.view() for m in result.members], "skipped": {k: v for k, v in vars(result).items() if k != "members"}}
 
     @r.post("/followups", status_code=201, response_model=Optional[FollowupOut], summary="Plan a follow-up", responses=_problems(400, 404, 413, 415, 422, 503))
     def plan_followup(body: PlanFollowupIn, household: HouseholdDep, service: ServiceDep, key_name: KeyNameDep) -> Any:
