@@ -17,20 +17,11 @@ from diagnostician.consult import Consultation
 from diagnostician.consult.household import Household
 from diagnostician.consult.store import DB_FILENAME, open_store
 from servers import ServerProcess
+from test_api import _problem
 
 PROBLEM = "application/problem+json"
 H = "/v1/household"
 URTI_FEVER = {"E_97": True, "E_201": True, "E_181": True, "E_91": True}  # sore throat, cough, runny nose, fever (DDXPlus)
-
-
-def _problem(r: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
-    if slug:
-        assert body["type"].endswith(":" + slug), body
-    return body
 
 
 def _member(http: httpx.Client, name: str, **extra: Any) -> dict[str, Any]:

@@ -46,6 +46,15 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=1, ensure_ascii=False))
 
 
+def _emit(args: argparse.Namespace, view: Any, line: str) -> int:
+    """Print the JSON view with --json, else the line for people."""
+    if args.json:
+        _print_json(view)
+    else:
+        print(line)
+    return EXIT_OK
+
+
 def _history(args: argparse.Namespace) -> list[Any]:
     from diagnostician.consult.household import history_item
 
@@ -67,11 +76,7 @@ def cmd_family_add(args: argparse.Namespace) -> int:
     """Add a household member."""
     with household(args) as hh:
         m = hh.add_member(args.name, args.sex, birth_date=args.born, age=args.age, pregnant=args.pregnant, history=_history(args))
-    if args.json:
-        _print_json(m.view())
-    else:
-        print(f"added {_member_line(m)}")
-    return EXIT_OK
+    return _emit(args, m.view(), f"added {_member_line(m)}")
 
 
 def cmd_family_list(args: argparse.Namespace) -> int:
@@ -141,11 +146,7 @@ def cmd_family_edit(args: argparse.Namespace) -> int:
             if not text:
                 raise InputError(f"--remove takes KIND:TEXT, e.g. medication:ibuprofen, not {spec!r}")
             m = hh.remove_history(m.id, kind, text)
-    if args.json:
-        _print_json(m.view())
-    else:
-        print(f"updated {_member_line(m)}")
-    return EXIT_OK
+    return _emit(args, m.view(), f"updated {_member_line(m)}")
 
 
 def cmd_family_delete(args: argparse.Namespace) -> int:
@@ -168,24 +169,15 @@ def cmd_family_record(args: argparse.Namespace) -> int:
     """Record a vital-sign reading in a member's diary."""
     with household(args) as hh:
         e = hh.record_vital(args.member, args.vital, " ".join(args.value), unit=args.unit, at=_at(args), note=args.note or "")
-    if args.json:
-        _print_json(e.view())
-        return EXIT_OK
-    view = e.view()
-    flag = "  (outside the usual range)" if view.get("outside_normal") else ""
-    print(f"recorded {e.text()} at {e.at.isoformat(timespec='minutes')}{flag}")
-    return EXIT_OK
+    flag = "  (outside the usual range)" if e.view().get("outside_normal") else ""
+    return _emit(args, e.view(), f"recorded {e.text()} at {e.at.isoformat(timespec='minutes')}{flag}")
 
 
 def cmd_family_symptom(args: argparse.Namespace) -> int:
     """Record a symptom (with its severity 0–10) in a member's diary."""
     with household(args) as hh:
         e = hh.record_symptom(args.member, " ".join(args.symptom), severity=args.severity, at=_at(args), note=args.note or "")
-    if args.json:
-        _print_json(e.view())
-    else:
-        print(f"recorded {e.text()} at {e.at.isoformat(timespec='minutes')}")
-    return EXIT_OK
+    return _emit(args, e.view(), f"recorded {e.text()} at {e.at.isoformat(timespec='minutes')}")
 
 
 def cmd_family_diary(args: argparse.Namespace) -> int:
