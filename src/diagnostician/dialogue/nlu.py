@@ -107,9 +107,26 @@ def normalise(text: str) -> str:
     return "".join(out)
 
 
+# Negative contractions read as their two words, on both sides of a match: "inhaler isn't helping"
+# meets "inhaler is not helping", and "doesn't" is the same trigger as "does not".
+_CONTRACTED = {"can't": "can", "cannot": "can", "won't": "will", "shan't": "shall", "ain't": "is", "cant": "can", "wont": "will", "aint": "is"}
+# Written without the apostrophe, as people type: "dont", "doesnt", "isnt".
+_AUXILIARIES = ("do", "does", "did", "is", "are", "was", "were", "have", "has", "had", "could", "would", "should", "must", "need")
+_CONTRACTED.update({aux + "nt": aux for aux in _AUXILIARIES})
+
+
 def tokenize(text: str) -> list[Token]:
-    """Tokens of normalised text (hyphens split words: "light-headed" → light, headed)."""
-    return [Token(stem(m.group()), m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    """Tokens of normalised text (hyphens split words: "light-headed" → light, headed; "isn't" → is, not)."""
+    out = []
+    for m in _TOKEN.finditer(text):
+        word = m.group()
+        base = _CONTRACTED.get(word) or (word[:-3] if word.endswith("n't") and len(word) > 4 else None)
+        if base is None:
+            out.append(Token(stem(word), word, m.start(), m.end()))
+        else:
+            cut = m.start() + len(base) if word.startswith(base) else m.end() - 3  # "not" takes the rest of the word
+            out += [Token(stem(base), base, m.start(), cut), Token("not", "not", cut, m.end())]
+    return out
 
 
 def _phrase(text: str) -> tuple[str, ...]:
@@ -174,27 +191,35 @@ class PhraseIndex:
             items.sort(key=lambda it: -len(it[0]))
         self.vocab = {w for items in self.by_first.values() for phrase, _ in items for w in phrase}
 
-    def find(self, words: Sequence[Token], equal: Sequence[set[str]], gaps: bool, no_gap: frozenset[str] = frozenset()) -> list[Match]:
+    def find(
+        self, words: Sequence[Token], equal: Sequence[set[str]], gaps: bool, no_gap: frozenset[str] = frozenset(), light: frozenset[str] = frozenset()
+    ) -> list[Match]:
         """Every phrase occurrence among `words` (one clause); equal[i] is the set of stems token i may stand for.
 
         With `gaps`, up to MAX_GAP filler words may sit inside a phrase, but never a word of `no_gap`
-        (joiners and negations: "had a stroke or heart attack" is not "had a heart attack").
+        (joiners and negations: "had a stroke or heart attack" is not "had a heart attack"); `light` words
+        (articles, possessives, prepositions) inside a phrase are skipped at no cost.
         """
         out = []
         for i in range(len(words)):
             for first in sorted(equal[i]):  # sorted: the same text must give the same reading in every process
                 for phrase, target in self.by_first.get(first, ()):
-                    m = self._match_at(words, equal, i, phrase, target, gaps, no_gap)
+                    m = self._match_at(words, equal, i, phrase, target, gaps, no_gap, light)
                     if m is not None:
                         out.append(m)
         return out
 
     @staticmethod
-    def _match_at(words: Sequence[Token], equal: Sequence[set[str]], i: int, phrase: tuple[str, ...], target: Target, gaps: bool, no_gap: frozenset[str]) -> Match | None:
+    def _match_at(
+        words: Sequence[Token], equal: Sequence[set[str]], i: int, phrase: tuple[str, ...], target: Target, gaps: bool, no_gap: frozenset[str],
+        light: frozenset[str] = frozenset(),
+    ) -> Match | None:  # fmt: skip
         j, used_gaps = i, 0
         fuzzy = 0 if words[i].stem == phrase[0] else 1
         for w in phrase[1:]:
             j += 1
+            while j < len(words) and w not in equal[j] and gaps and words[j].stem in light:
+                j += 1  # "relief from her inhaler" meets "relief with inhaler": light words cost nothing
             while j < len(words) and w not in equal[j] and gaps and used_gaps < MAX_GAP and words[j].stem not in no_gap:
                 j += 1
                 used_gaps += 1
@@ -212,11 +237,19 @@ class Reader:
         self.lexicon = lexicon
         self.lang = lang
         terms: list[tuple[tuple[str, ...], Target]] = []
+        self.light = frozenset(stem(w) for w in lang.get("light_words", ()))
         for code, ts in lexicon.findings.items():
-            terms += [(_phrase(t), Target("finding", code)) for t in ts.terms]
+            terms += [(self._content(_phrase(t)), Target("finding", code)) for t in ts.terms]
         # Blocked phrases win as longer matches and are then dropped: "hay fever" hides its "fever".
         terms += [(_phrase(t), Target("blocked")) for t in lexicon.blocked]
         self.terms = PhraseIndex(terms)
+        # Abbreviations of three letters or fewer ("SOB", "DOE") count only as written: by stem, "does" would be "doe".
+        self.short_terms: dict[str, set[str]] = {}
+        for code, ts in lexicon.findings.items():
+            for t in ts.terms:
+                written = _raw_phrase(t)
+                if len(written) == 1 and len(written[0]) <= 3:
+                    self.short_terms.setdefault(_phrase(t)[0], set()).add(written[0])
         values: list[tuple[tuple[str, ...], Target]] = []
         cues: list[tuple[tuple[str, ...], Target]] = []
         for code, vl in lexicon.values.items():
@@ -273,6 +306,16 @@ class Reader:
         self.function_words = {stem(w) for w in self.triggers.vocab} | self.starters | {stem(w) for w in ("have", "had", "with", "from", "feel", "that", "this", "when", "then", "them", "than", "what", "some", "very", "really", "been", "like", "much", "more", "less", "also", "just", "right", "left", "back", "side", "time", "since", "days", "week", "year", "month")}
 
     # --- tokens -------------------------------------------------------------------------------
+    def _content(self, phrase: tuple[str, ...]) -> tuple[str, ...]:
+        """A term without its light words (inside it), when at least two words remain."""
+        kept = tuple(w for k, w in enumerate(phrase) if w not in self.light or k == 0 or k == len(phrase) - 1)
+        return kept if len(kept) >= 2 else phrase
+
+    def _as_written(self, tok: Token) -> bool:
+        """Whether a word may stand for a short abbreviation term: only when written exactly so."""
+        forms = self.short_terms.get(tok.stem)
+        return forms is None or tok.raw.replace("'", "") in forms
+
     def _alternatives(self, tok: Token) -> set[str]:
         """The stems a word may stand for: itself, and that of a lexicon word one or two typos away."""
         s, raw = tok.stem, tok.raw.replace("'", "")
@@ -367,7 +410,9 @@ class Reader:
                 before = [positions[id(x)] for x in clause[:k] if x.is_word]
                 if before:
                     commas.add(before[-1] + 1)
-        selected = _select(self.terms.find(words, equal, gaps=True, no_gap=self.no_gap))
+        found = self.terms.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light)
+        found = [m for m in found if not (m.length == 1 and m.end - m.start == 1 and not self._as_written(words[m.start]))]
+        selected = _select(found)
         findings = [m for m in selected if m.target.kind == "finding"]
         if self._about_relative(words, relation):
             # The experiencer is a relative ("my mum has asthma"): a family-history finding applies, not the patient's own.
