@@ -209,11 +209,13 @@ def test_report_and_chat_suggest_tests_with_their_basis() -> None:
 
     c = Consultation.begin(30, "F", {"painful-urination": True, "frequent-urination": True}, pack="broad")
     md = clinician_report_markdown(c)
-    assert "**Suggested examinations and tests**" in md and "of the differential: Urinary tract infection" in md and "not a value-of-information estimate" in md
-    assert "Suggested examinations and tests" in clinician_report_html(c)
-    # The DDXPlus pack has no test lists: the report says so rather than inventing any.
-    d = Consultation.begin(30, "F", {"E_91": True}, pack="ddxplus")
-    assert "holds no test or examination data" in clinician_report_markdown(d)
+    assert "**Still needed: suggested examinations and tests**" in md and "of the differential: Urinary tract infection" in md
+    assert "urine dipstick leukocyte esterase (bedside) — a result would tell" in md  # a result of known accuracy, by value of information
+    assert "value of information" in md and "not a value-of-information estimate" in md  # both rankings said plainly
+    assert "Still needed: suggested examinations and tests" in clinician_report_html(c)
+    # The DDXPlus pack has no test lists: only results with a published accuracy are suggested, by value of information.
+    d = Consultation.begin(60, "M", {"E_53": True}, pack="ddxplus")
+    assert all(t.bits is not None for t in d.assessment().tests)
 
 
 def test_a_red_flag_on_a_kind_of_symptom_fires_on_the_symptom_and_on_its_kinds() -> None:

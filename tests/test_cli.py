@@ -670,7 +670,7 @@ def test_pack_info_and_version() -> None:
     p = run_cli("pack", "info")
     assert_ok(p)
     info = json.loads(p.stdout)
-    assert info["name"] == "ddxplus" and info["conditions"] == 49 and info["findings"] == 223
+    assert info["name"] == "ddxplus" and info["conditions"] == 49 and info["findings"] == 223 and info["results"] > 0
     v = run_cli("--version")
     assert_ok(v)
     assert v.stdout.startswith("diagnostician ")

@@ -23,6 +23,7 @@ from diagnostician.api.models import (
     AnswerIn,
     AnswerOut,
     AssessmentOut,
+    AssessmentWithResultsOut,
     AuditOut,
     ConditionList,
     ConsultationOut,
@@ -31,6 +32,7 @@ from diagnostician.api.models import (
     Health,
     NextQuestionOut,
     ParseIn,
+    ResultsIn,
     Problem,
     ReadingOut,
     TriageOut,
@@ -188,6 +190,20 @@ def _router() -> APIRouter:
     def get_audit(consultation_id: str, service: Service, key_name: KeyName) -> dict[str, Any]:
         """Each answer and undo: time, finding code, the coded answer (never free text), triage level after it, pack version, API key name."""
         return service.audit(consultation_id, key_name)
+
+    @r.post(
+        "/consultations/{consultation_id}/results",
+        response_model=AssessmentWithResultsOut,
+        tags=consultations,
+        summary="Enter examination and test results",
+        responses=_problems(400, 404, 409, 413, 415, 422),
+    )
+    def post_results(consultation_id: str, body: ResultsIn, service: Service, key_name: KeyName) -> dict[str, Any]:
+        """Enter results known after the inquiry (in words or coded) and get the assessment with them.
+
+        Results with a published sensitivity and specificity move the differential; a test the knowledge holds no
+        accuracy for is recorded as uninterpreted, never weighed."""
+        return service.add_results(consultation_id, body.text, body.results, key_name)
 
     @r.get(
         "/consultations/{consultation_id}/assessment",

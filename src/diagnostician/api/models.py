@@ -321,10 +321,12 @@ class TestSuggestionOut(BaseModel):
 
     id: str
     name: str
-    kind: Literal["exam", "lab", "imaging", "procedure"]
+    kind: Literal["exam", "lab", "imaging", "procedure", "bedside"]
     mass: float = Field(description="Posterior probability of the listed conditions this test bears on.")
     new_mass: float = Field(description="Of that, the part no earlier suggestion covered.")
     conditions: list[tuple[str, float]] = Field(description="(condition, posterior probability), most likely first.")
+    bits: Optional[float] = Field(default=None, description="Expected information a result would bring about the diagnosis (results with a published accuracy only).")
+    result: Optional[str] = Field(default=None, description="The result finding to enter once the result is known (POST .../results).")
 
 
 class TestsOut(BaseModel):
@@ -359,6 +361,45 @@ class AssessmentOut(BaseModel):
     tests: TestsOut | None = Field(None, description="Examinations and tests that would help settle the differential (packs with test lists).")
     plan: PlanOut | None = Field(None, description="When to check again, danger signs to watch for, what would change the advice.")
     notice: str = Field(description=NOTICE_DESCRIPTION)
+
+
+class ResultsIn(_In):
+    """Examination and test results known after the inquiry: in words, or coded (result finding → true/false)."""
+
+    text: Optional[Annotated[str, StringConstraints(max_length=5000)]] = Field(
+        default=None, description="Results in words, e.g. 'troponin raised, chest X-ray normal'.", examples=["rapid strep test positive"]
+    )
+    results: dict[Code, Optional[StrictBool]] = Field(
+        default_factory=dict, max_length=100, description="Coded results {result finding: true (positive/abnormal) | false | null}; see the assessment's suggested tests."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> "ResultsIn":
+        if not self.text and not self.results:
+            raise ValueError("give the results as text or as codes")
+        return self
+
+
+class ResultEnteredOut(BaseModel):
+    """One result entered."""
+
+    finding: str
+    value: Optional[bool]
+    text: str
+    new_red_flags: list[RedFlagOut]
+
+
+class ResultsEnteredOut(BaseModel):
+    """The results entered, and those recorded without a likelihood to weigh them."""
+
+    entered: list[ResultEnteredOut]
+    uninterpreted: list[str] = Field(description="Reported tests the knowledge pack cannot interpret (recorded, not weighed).")
+
+
+class AssessmentWithResultsOut(AssessmentOut):
+    """The assessment after entering results, and what was entered."""
+
+    results: ResultsEnteredOut
 
 
 # ---------------------------------------------------------------- knowledge

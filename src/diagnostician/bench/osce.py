@@ -8,10 +8,13 @@ findings, the test results and the correct diagnosis. The engine is the doctor:
 2. Examinations and tests: the engine orders the tests its assessment suggests (greedy cover of
    the differential's probability, `engine.workup`), one turn each. A deterministic measurement
    side answers each request from the script when one of its entries matches the request's words
-   ("chest CT" ↔ "Imaging / Chest_CT"), and "normal / not available" otherwise. The packs hold no
-   test-result likelihoods, so the engine records each result but cannot interpret it: the
-   diagnosis does not change with it, and the transcript says so.
-3. Final answer: the differential after the history (top-1 / top-5 with the diagnosis matcher).
+   ("chest CT" ↔ "Imaging / Chest_CT"), and "normal / not available" otherwise. A test whose
+   result has a published sensitivity and specificity (knowledge/results.py, suggested first by
+   value of information) is interpreted when the script holds its result: the script's words say
+   positive/abnormal or negative/normal, and the result enters the posterior. Any other result is
+   recorded but not interpreted (no likelihood), and the transcript says so.
+3. Final answer: the differential after the history and the interpreted results (top-1 / top-5
+   with the diagnosis matcher).
 
 Budget: `turns` in all (default 20, as in the AgentClinic paper); the history may use all but the
 turns reserved for tests. Metrics: top1, top5, turns (history + tests), tests_ordered, the share
@@ -117,6 +120,17 @@ def _test_key_groups(entries: dict[str, str]) -> list[str]:
     return groups
 
 
+_POSITIVE = re.compile(r"\b(positive|elevated|raised|high|increased|abnormal|detected|present|consolidation|enlarged|dilated|tender(?:ness)?)\b")
+_NEGATIVE = re.compile(r"\b(negative|normal|unremarkable|not detected|absent|within normal limits|no evidence|clear|none)\b")
+
+
+def script_verdict(text: str) -> bool | None:
+    """Whether a script's result reads positive/abnormal (True) or negative/normal (False); None when it says neither or both."""
+    low = text.lower()
+    pos, neg = bool(_POSITIVE.search(low)), bool(_NEGATIVE.search(low))
+    return None if pos == neg else pos
+
+
 def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> dict[str, Any]:
     """One OSCE consultation: history by the engine, the tests it suggests answered from the script, its final differential."""
     config = BenchConfig(pack=pack.name, max_questions=max(1, turns - TEST_TURNS))
@@ -125,16 +139,28 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
     if c is not None:
         lab = Measurement(case.tests)
         exam = Measurement(case.exams)
+        interpreted = 0
         for t in c.assessment(explain_top=0).tests[: max(0, turns - row["turns"])]:
             side = exam if t.kind == "exam" else lab
             keys = side.keys_for(t.name)
             result = side.answer(t.name)
-            ordered.append({"test": t.name, "kind": t.kind, "mass": round(t.mass, 4), "script_keys": keys, "result": result})
+            value = script_verdict(result) if (t.result and keys) else None
+            ordered.append({"test": t.name, "kind": t.kind, "mass": round(t.mass, 4), "bits": t.bits, "script_keys": keys, "result": result, "interpreted": value})
+            why = f"a result would tell {t.bits:.2f} bits" if t.bits is not None else f"bearing on {t.mass:.0%} of the differential"
+            if value is not None:
+                c.enter_result(t.result, value)  # type: ignore[arg-type]
+                interpreted += 1
+                note = f"Result entered as {'positive / abnormal' if value else 'negative / normal'} (published sensitivity and specificity)."
+            else:
+                note = "Result recorded, not interpreted: no published accuracy for it in the knowledge, or no clear result in the script."
             row["transcript"] += [
-                {"role": "doctor", "text": f"Order: {t.name} ({t.kind}), bearing on {t.mass:.0%} of the differential."},
+                {"role": "doctor", "text": f"Order: {t.name} ({t.kind}), {why}."},
                 {"role": "measurement", "text": result},
-                {"role": "doctor", "text": "Result recorded; the knowledge pack has no result likelihoods for it, so it does not change the differential."},
+                {"role": "doctor", "text": note},
             ]
+        if interpreted:
+            a = c.assessment(explain_top=0)
+            row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
     groups = _test_key_groups(case.tests)
     hit_groups = {g for o in ordered for k in o["script_keys"] for g in groups if k == g or k.startswith(g + " / ")}
     row.update(

@@ -147,7 +147,7 @@ def train(pack_dir: str | Path, cases: str | Path) -> tuple[dict[str, Any], dict
         "method": __doc__.strip().splitlines()[0] + f" C={L2_C}; threshold by {FOLDS}-fold cross-fitting (fold = row index mod {FOLDS}).",
         "cross_fitted_ddf1": {str(k): round(v, 4) for k, v in scores.items()},
         "features": list(FEATURES),
-        "evidence_inputs": [f.code for f in pack.findings] + ["age/50", "male"],
+        "evidence_inputs": [f.code for f in pack.findings if f.stage == "history"] + ["age/50", "male"],
         "threshold": threshold,
     }
     model = dict(head, conditions=_model_json(pack, w_e, w_f, b))

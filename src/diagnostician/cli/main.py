@@ -64,13 +64,13 @@ def _print_assessment(con: Any, assessment: Any) -> None:
         for e in assessment.explanations[:3]:
             con.print(f"  • {e.sentence()}")
     if assessment.tests:
-        from diagnostician.engine.workup import BASIS as TESTS_BASIS
+        from diagnostician.engine.workup import basis_of
         from diagnostician.engine.workup import suggestion_lines
 
         con.print("\n[bold]Tests a doctor may consider[/]:")
         for line in suggestion_lines(assessment.tests)[:5]:
             con.print(f"  • {line}")
-        con.print(f"[dim]{TESTS_BASIS}[/]")
+        con.print(f"[dim]{basis_of(assessment.tests)}[/]")
     if assessment.plan is not None:
         from rich.markup import escape
 
@@ -290,6 +290,11 @@ def cmd_consult(args: argparse.Namespace) -> int:
     if args.case:
         case = load_case(args.case, pack)
         out, c = _play_case(case, pack, _policy(args), show=not args.json, con=con)
+        if args.results:
+            _enter_results(con, c, args.results)
+            out["assessment"] = c.assessment().to_dict()
+            if not args.json:
+                _print_assessment(con, c.assessment())
         _write_exports(args, c)
         if args.json:
             print(json.dumps(out, indent=1))
@@ -336,13 +341,43 @@ def cmd_consult(args: argparse.Namespace) -> int:
                 con.print(f"[yellow]{exc}[/]")
         if save:
             _atomic_save(save, c.to_dict())
+    if args.results:
+        _enter_results(con, c, args.results)
     assessment = c.assessment()
+    if not args.json:
+        _print_assessment(con, assessment)
+    if not args.json and not args.results and sys.stdin.isatty() and assessment.tests:
+        # In the clinic the results come after the questions: enter them and see the assessment move.
+        while True:
+            text = con.input("\nExamination or test results (e.g. 'troponin raised'; empty to finish): ").strip()
+            if not text:
+                break
+            if _enter_results(con, c, text):
+                _print_assessment(con, c.assessment())
+        if save:
+            _atomic_save(save, c.to_dict())
     _write_exports(args, c)
     if args.json:
-        print(json.dumps({"consultation": c.to_dict(), "assessment": assessment.to_dict()}, indent=1))
-    else:
-        _print_assessment(con, assessment)
+        print(json.dumps({"consultation": c.to_dict(), "assessment": c.assessment().to_dict()}, indent=1))
     return EXIT_OK
+
+
+def _enter_results(con: Any, c: Any, text: str) -> bool:
+    """Read results in words and enter them; say what was entered and what cannot be interpreted. Whether any was."""
+    from rich.markup import escape
+
+    from diagnostician.dialogue.results import read_results
+
+    read = read_results(c.pack, text)
+    for r in read.results:
+        c.enter_result(r.code, r.value)
+        con.print(f"[green]Result entered:[/] {escape(r.text)} → {'positive / abnormal' if r.value else 'negative / normal'}")
+    for what in read.uninterpreted:
+        c.note_uninterpreted(what)
+        con.print(f"[yellow]Recorded, cannot interpret[/] (no likelihood in the knowledge pack): {escape(what)}")
+    if not read.results and not read.uninterpreted:
+        con.print("[yellow]No examination or test result recognised; name the test and its result (e.g. 'troponin raised').[/]")
+    return bool(read.results or read.uninterpreted)
 
 
 def _check_export_paths(args: argparse.Namespace) -> None:
@@ -419,7 +454,8 @@ def cmd_pack_info(args: argparse.Namespace) -> int:
         "name": pack.name,
         "version": pack.version,
         "conditions": len(pack.conditions),
-        "findings": len(pack.findings),
+        "findings": int(pack.history_mask.sum()),
+        "results": int((~pack.history_mask).sum()),  # examination and test results of known accuracy (entered, never asked)
         "likelihood_columns": int(pack.p.shape[1]),
         "red_flags": len(pack.red_flags),
         "tests": len(pack.tests),
@@ -732,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     c.add_argument("--report", metavar="FILE", help="write the clinician report (SOAP) to FILE: .md or .html")
     c.add_argument("--fhir", metavar="FILE", help="write the consultation as a FHIR R4 Bundle (JSON) to FILE")
+    c.add_argument("--results", metavar="TEXT", help="examination and test results after the inquiry, e.g. 'troponin raised, d-dimer normal'")
     c.set_defaults(func=cmd_consult)
 
     b = sub.add_parser("bench", help="benchmarks")

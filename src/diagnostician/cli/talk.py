@@ -112,7 +112,9 @@ def conversation_factory(args: argparse.Namespace) -> Any:
 
 
 def chat_loop(conv: Any, plain: bool) -> None:
-    """Feed standard input to a conversation line by line and print each reply, until the input ends (or, when piped, the assessment)."""
+    from diagnostician.consult.conversation import ENDED
+
+    """Feed standard input to a conversation line by line and print each reply, until the input ends."""
     show = _printer(plain)
     show(conv.reply(""))
     while True:
@@ -125,9 +127,11 @@ def chat_loop(conv: Any, plain: bool) -> None:
         except UnicodeDecodeError:
             show("I could not read that line (not UTF-8); please type it again.")
             continue
-        show(conv.reply(line))
-        if conv.stage == "ended" and not sys.stdin.isatty():
-            break  # scripted input: the assessment is given; lines past it would only repeat it
+        ended = conv.stage == "ended"
+        reply = conv.reply(line)
+        if ended and not sys.stdin.isatty() and reply.startswith(ENDED):
+            continue  # scripted input past the assessment: results are read, anything else would only repeat it
+        show(reply)
 
 
 def _printer(plain: bool) -> Any:

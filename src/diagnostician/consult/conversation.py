@@ -20,16 +20,18 @@ from diagnostician.dialogue.intake import parse_age, parse_sex, rank_by_words
 from diagnostician.dialogue.mentions import UNCERTAIN, Mention, Reading, engine_value
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, reader_for
 from diagnostician.dialogue.plain import is_why, understand_answer
+from diagnostician.dialogue.results import read_results
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
 from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
 from diagnostician.engine.plan import CarePlan
-from diagnostician.engine.workup import BASIS as TESTS_BASIS
+from diagnostician.engine.workup import basis_of
 from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.posterior import AnswerValue, check_age
 from diagnostician.errors import InputError
 from diagnostician.knowledge.schema import BINARY, Finding, Pack, RedFlag
 
+ENDED = "This consultation has ended: the assessment stands."
 UNDO = {"undo", "back", "u", "go back"}
 STOP = {"stop", "quit", "q", "exit", "end", "finish"}
 HELP = {"help", "h", "commands", "help?"}
@@ -96,6 +98,7 @@ class Conversation:
     still: dict[str, AnswerValue] = field(default_factory=dict)
     days: dict[str, float] = field(default_factory=dict)
     news_pending: bool = False
+    with_results: bool = False  # examination or test results were entered after the inquiry
 
     # ------------------------------------------------------------ state
 
@@ -180,8 +183,31 @@ class Conversation:
             self.history.append(("sex", None))
             return self._advance()
         if stage == "ended":
-            return ["This consultation has ended: the assessment stands.", *self._assessment()]
+            got = self._results(text)
+            if got:
+                return got
+            return [ENDED + " You can add examination or test results (for example: *troponin raised*, *rapid strep test positive*).", *self._assessment()]
         return self._answer(text)
+
+    def _results(self, text: str) -> list[str]:
+        """Examination or test results in the text, entered; their words and the new assessment (nothing read: [])."""
+        read = read_results(self.pack, text, self.max_chars)
+        if not read.results and not read.uninterpreted:
+            return []
+        c = self.c
+        noted = []
+        flags: list[RedFlag] = []
+        for r in read.results:
+            turn = c.enter_result(r.code, r.value)  # type: ignore[union-attr]
+            flags += list(turn.new_red_flags)
+            noted.append(f"{r.text} → {'positive / abnormal' if r.value else 'negative / normal'}")
+        parts = [_italic("Results noted: " + "; ".join(noted) + ".")] if noted else []
+        for what in read.uninterpreted:
+            c.note_uninterpreted(what)  # type: ignore[union-attr]
+            parts.append(f"I have recorded the {what} result, but I cannot interpret it: the knowledge pack has no likelihoods for it.")
+        self.stopped = True  # a result does not reopen the questions here; the assessment is redone with it
+        self.with_results = True
+        return [*parts, *self._danger(flags), *self._assessment()]
 
     def _first(self, text: str) -> list[str]:
         if self.intro:  # a follow-up opens with what it follows up
@@ -452,10 +478,12 @@ class Conversation:
         if a.explanations:
             parts.append("**Why**\n" + "\n".join(f"- {e.sentence()}" for e in a.explanations[:3]))
         if a.tests:
-            parts.append("**Tests a doctor may consider**\n" + "\n".join(f"- {x}" for x in suggestion_lines(a.tests)[:4]) + "\n" + _italic(TESTS_BASIS))
+            parts.append("**Tests a doctor may consider**\n" + "\n".join(f"- {x}" for x in suggestion_lines(a.tests)[:4]) + "\n" + _italic(basis_of(a.tests)))
         if a.plan is not None:
             parts.append(plan_text(a.plan))
-        if self.stopped:
+        if self.with_results:
+            parts.append(_italic("This assessment includes the examination and test results entered after the questions."))
+        elif self.stopped:
             parts.append(_italic(f"You stopped after {a.questions_asked} questions, so this assessment is provisional."))
         else:
             parts.append(_italic(f"The inquiry ended after {a.questions_asked} questions: {a.stop_reason}."))

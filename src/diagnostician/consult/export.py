@@ -31,7 +31,7 @@ from diagnostician.consult.session import Consultation
 from diagnostician.dialogue.render import is_scale
 from diagnostician.engine.assess import Assessment
 from diagnostician.engine.triage import flag_evidence
-from diagnostician.engine.workup import BASIS as TESTS_BASIS
+from diagnostician.engine.workup import basis_of
 from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.explain import answer_text, log_lr_matrix
 from diagnostician.engine.posterior import Answer
@@ -70,7 +70,7 @@ def pack_system(pack: Pack) -> str:
 def suggested_tests_text(pack: Pack, a: Assessment) -> str:
     """One paragraph on suggested tests: those of the assessment, or why there are none."""
     if a.tests:
-        return "Suggested tests: " + "; ".join(suggestion_lines(a.tests)) + f". {TESTS_BASIS}"
+        return "Suggested tests: " + "; ".join(suggestion_lines(a.tests)) + f". {basis_of(a.tests)}"
     if not pack.tests:
         return (
             f"Suggested tests: not available in this knowledge pack ({pack.name} {pack.version} holds no test "
@@ -139,6 +139,31 @@ class _Content:
     unknown: list[str]
     assessment: Assessment
     red_flag_findings: dict[str, list[str]] = field(default_factory=dict)
+    exams: list[str] = field(default_factory=list)  # examination findings entered (stage "exam")
+    tests_done: list[str] = field(default_factory=list)  # test results entered (stage "test")
+    uninterpreted: list[str] = field(default_factory=list)  # results reported that the pack cannot weigh
+
+    def objective(self) -> list[str]:
+        """The objective section's lines: examination, test results, results not interpreted (or why there are none)."""
+        if not (self.exams or self.tests_done or self.uninterpreted):
+            return [NO_EXAMINATION]
+        out = []
+        if self.exams:
+            out.append("Examination: " + "; ".join(self.exams) + ".")
+        if self.tests_done:
+            out.append("Test results: " + "; ".join(self.tests_done) + ".")
+        if self.uninterpreted:
+            out.append("Reported but not interpreted (the knowledge pack holds no accuracy for them): " + "; ".join(self.uninterpreted) + ".")
+        out.append("Results move the differential by their published sensitivity and specificity (each with its source in the pack).")
+        return out
+
+
+def result_words(pack: Pack, ans: Answer) -> str:
+    """An examination or test result in words: its label and whether it was positive/abnormal."""
+    label = next((r["label"] for r in pack.meta.get("results") or () if r["code"] == ans.code), pack.finding(ans.code).question)
+    if ans.value is None:
+        return f"{label}: result not known"
+    return f"{label}: {'positive / abnormal' if ans.is_positive(pack) else 'negative / normal'}"
 
 
 def _age_words(age: float) -> str:
@@ -152,10 +177,13 @@ def _content(consultation: Consultation) -> _Content:
     pack, state = consultation.pack, consultation.state
     a = consultation.assessment()
     initial = set(range(consultation.initial))
-    complaints, present, unknown = [], [], []
+    complaints, present, unknown, exams, tests_done = [], [], [], [], []
     absent = 0
     for i, ans in enumerate(state.answers):
-        if ans.unknown:
+        stage = pack.finding(ans.code).stage
+        if stage != "history":
+            (exams if stage == "exam" else tests_done).append(result_words(pack, ans))
+        elif ans.unknown:
             unknown.append(answer_text(pack, ans))
         elif ans.is_positive(pack):
             (complaints if i in initial else present).append(answer_text(pack, ans))
@@ -184,6 +212,9 @@ def _content(consultation: Consultation) -> _Content:
         unknown=unknown,
         assessment=a,
         red_flag_findings=flag_findings,
+        exams=exams,
+        tests_done=tests_done,
+        uninterpreted=list(consultation.uninterpreted),
     )
 
 
@@ -256,7 +287,9 @@ def clinician_report_markdown(consultation: Consultation) -> str:
         lines.append(f"- {c.other_absent} other finding(s) answered absent (little or no weight against the leading conditions, or beyond the list)")
     lines += ["", "**Answered \"don't know\"**" + ("" if c.unknown else ": none")]
     lines += [f"- {_md(x)}" for x in c.unknown]
-    lines += ["", "## O — Objective", "", _md(NO_EXAMINATION), "", "## A — Assessment", ""]
+    lines += ["", "## O — Objective", ""]
+    lines += [f"- {_md(x)}" for x in c.objective()] if c.objective() != [NO_EXAMINATION] else [_md(NO_EXAMINATION)]
+    lines += ["", "## A — Assessment", ""]
     if a.differential:
         lines += [
             "Differential, most likely first (posterior probability from the answers; *consider / rule out*: listed to be ruled out though less likely):",
@@ -295,7 +328,7 @@ def clinician_report_markdown(consultation: Consultation) -> str:
             f"Finding: {found}. Basis: {_md(rf.basis)}"
         )
     if a.tests:
-        lines += ["", "**Suggested examinations and tests**", ""] + [f"- {_md(x)}" for x in suggestion_lines(a.tests)] + ["", f"*{_md(TESTS_BASIS)}*"]
+        lines += ["", "**Still needed: suggested examinations and tests**", ""] + [f"- {_md(x)}" for x in suggestion_lines(a.tests)] + ["", f"*{_md(basis_of(a.tests))}*"]
     else:
         lines += ["", _md(suggested_tests_text(pack, a))]
     if a.plan is not None:
@@ -371,7 +404,7 @@ def clinician_report_html(consultation: Consultation) -> str:
         neg.append(_e(f"{c.other_absent} other finding(s) answered absent (little or no weight against the leading conditions, or beyond the list)"))
     out.append(_ul(neg, "None."))
     out += ["<h3>Answered “don't know”</h3>", _ul([_e(x) for x in c.unknown], "None."), "</section>"]
-    out += ['<section id="objective"><h2>O — Objective</h2>', f"<p>{_e(NO_EXAMINATION)}</p></section>"]
+    out += ['<section id="objective"><h2>O — Objective</h2>', *(f"<p>{_e(x)}</p>" for x in c.objective()), "</section>"]
     out.append('<section id="assessment"><h2>A — Assessment</h2>')
     if a.differential:
         out.append(
@@ -420,7 +453,7 @@ def clinician_report_html(consultation: Consultation) -> str:
     else:
         out.append('<p class="muted">No danger sign answered present.</p>')
     if a.tests:
-        out += ["<h3>Suggested examinations and tests</h3>", _ul([_e(x) for x in suggestion_lines(a.tests)], ""), f"<p><em>{_e(TESTS_BASIS)}</em></p>"]
+        out += ["<h3>Still needed: suggested examinations and tests</h3>", _ul([_e(x) for x in suggestion_lines(a.tests)], ""), f"<p><em>{_e(basis_of(a.tests))}</em></p>"]
     else:
         out.append(f"<p>{_e(suggested_tests_text(pack, a))}</p>")
     if a.plan is not None:

@@ -369,6 +369,48 @@ class ConsultationService:
         self.store.save_answer(loaded.id, loaded.stored.revision, c.to_dict(), log, audit)
         return result
 
+    def add_results(
+        self, consultation_id: str, text: str | None, results: Mapping[str, object] | None, key_name: str | None = None
+    ) -> dict[str, Any]:
+        """Enter examination and test results (coded, or in words), each saved and audited; then the assessment with them."""
+        from diagnostician.dialogue.results import read_results
+
+        loaded = self.load(consultation_id, key_name)
+        c = loaded.consultation
+        entries: dict[str, object] = {}
+        uninterpreted: tuple[str, ...] = ()
+        if text:
+            read = read_results(self.pack, text)
+            entries.update({r.code: r.value for r in read.results})
+            uninterpreted = read.uninterpreted
+        entries.update(results or {})
+        if not entries and not uninterpreted:
+            raise InputError("no examination or test result was recognised; name the test and its result (e.g. 'troponin raised')")
+        for code in entries:
+            if self.pack.finding(code).stage == "history":
+                raise InputError(f"{code} is a question of the inquiry, not an examination or test result")
+        revision = loaded.stored.revision
+        entered = []
+        for code, value in entries.items():
+            turn = c.enter_result(code, value)  # InvalidAnswerError leaves the stored consultation as it was
+            now = triage(self.pack, c.state, posterior(c.state), c.triage_policy, extra=c.course)
+            item = {"finding": code, "value": _json_value(turn.answer.value), "text": answer_text(self.pack, turn.answer),
+                    "new_red_flags": [red_flag_view(r) for r in turn.new_red_flags]}  # fmt: skip
+            log = LoggedAnswer(question_id(code, revision), code, item["value"], item)
+            audit = AuditEntry("answer", code, now.level, self.pack.version, key_name, value=log.value)
+            self.store.save_answer(loaded.id, revision, c.to_dict(), log, audit)
+            revision += 1
+            entered.append(item)
+        if uninterpreted:
+            for what in uninterpreted:
+                c.note_uninterpreted(what)
+            # Kept with the consultation (the report lists them) and in the answer log, never weighed.
+            note = LoggedAnswer(f"uninterpreted@{revision}", "uninterpreted", list(uninterpreted), {"uninterpreted": list(uninterpreted)})
+            self.store.save_answer(loaded.id, revision, c.to_dict(), note)
+        out = self.assessment(Loaded(self.store.get(loaded.id), c))
+        out["results"] = {"entered": entered, "uninterpreted": list(c.uninterpreted)}
+        return out
+
     def undo(self, consultation_id: str, key_name: str | None = None) -> dict[str, Any]:
         """Take back the last answer given during the inquiry; `key_name` goes to the audit log."""
         loaded = self.load(consultation_id, key_name)

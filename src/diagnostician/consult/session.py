@@ -59,6 +59,7 @@ class Consultation:
     finished: bool = False
     course: tuple[RedFlag, ...] = ()  # course rules that hold at a follow-up: danger signs from how long symptoms lasted
     confirm: tuple[str, ...] = ()  # findings the family record lists: asked first, to confirm, before the engine chooses
+    uninterpreted: tuple[str, ...] = ()  # results reported for which the knowledge holds no likelihood (recorded, not weighed)
 
     @classmethod
     def begin(
@@ -166,6 +167,23 @@ class Consultation:
         new = tuple(r for r in fired_red_flags(self.pack, self.state) if any(c == code for c, _ in r.when))
         return TurnResult(self.state.answers[-1], new)
 
+    def enter_result(self, code: str, value: bool | None) -> TurnResult:
+        """Enter an examination or test result (a result finding of the pack); a later result replaces an earlier one."""
+        f = self.pack.finding(code)
+        if f.stage == "history":
+            raise InputError(f"{code} is a question of the inquiry, not an examination or test result")
+        if code in self.state.answered:
+            kept = tuple(a for a in self.state.answers if a.code != code)
+            self.state = rebuild(self.pack, self.state, kept)
+        self.pending = None  # the next question may change with the result
+        return self._record(code, value)
+
+    def note_uninterpreted(self, what: str) -> None:
+        """Record a reported result the knowledge cannot weigh."""
+        what = " ".join(str(what).split())[:200]
+        if what and what not in self.uninterpreted:
+            self.uninterpreted = self.uninterpreted + (what,)
+
     def undo(self) -> Answer:
         """Take back the last answer given during the inquiry."""
         if len(self.state.answers) <= self.initial:
@@ -201,6 +219,7 @@ class Consultation:
             "max_questions": self.policy.max_questions,
             **({"course": [_flag_dict(r) for r in self.course]} if self.course else {}),
             **({"confirm": list(self.confirm)} if self.confirm else {}),
+            **({"uninterpreted": list(self.uninterpreted)} if self.uninterpreted else {}),
         }
 
     @classmethod
@@ -219,6 +238,7 @@ class Consultation:
             policy = InquiryPolicy(max_questions=int(data.get("max_questions", InquiryPolicy().max_questions)))
             course = tuple(_flag_of(r, pk) for r in data.get("course") or ())
             confirm = tuple(pk.finding(code).code for code in data.get("confirm") or ())
-            return cls(pk, state, policy, initial=int(data["initial"]), course=course, confirm=confirm)
+            notes = tuple(str(x) for x in data.get("uninterpreted") or ())
+            return cls(pk, state, policy, initial=int(data["initial"]), course=course, confirm=confirm, uninterpreted=notes)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"saved consultation is malformed: {exc}") from exc

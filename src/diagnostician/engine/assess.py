@@ -12,8 +12,7 @@ from diagnostician.engine.explain import Explanation, explain
 from diagnostician.engine.plan import CarePlan, care_plan
 from diagnostician.engine.posterior import State, posterior
 from diagnostician.engine.triage import TriagePolicy, TriageResult, triage
-from diagnostician.engine.workup import BASIS as TESTS_BASIS
-from diagnostician.engine.workup import TestSuggestion, suggest_tests
+from diagnostician.engine.workup import TestSuggestion, basis_of, suggest_tests
 from diagnostician.knowledge.schema import Pack, RedFlag
 
 NOTICE = (
@@ -72,7 +71,7 @@ class Assessment:
             ],
             "questions_asked": self.questions_asked,
             "stop_reason": self.stop_reason,
-            **({"tests": {"basis": TESTS_BASIS, "suggested": [asdict(t) for t in self.tests]}} if self.tests else {}),
+            **({"tests": {"basis": basis_of(self.tests), "suggested": [asdict(t) for t in self.tests]}} if self.tests else {}),
             **({"plan": self.plan.to_dict()} if self.plan is not None else {}),
             "notice": self.notice,
         }
@@ -113,6 +112,6 @@ def assess(
         questions_asked=len(state.answers) if questions_asked is None else questions_asked,
         stop_reason=stop_reason,
         ranking=tuple(pack.conditions[i].code for i in order),
-        tests=tuple(suggest_tests(pack, post)),
+        tests=tuple(suggest_tests(pack, post, answered=set(state.answered))),
         plan=care_plan(pack, state, tri, post),
     )

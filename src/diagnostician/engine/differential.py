@@ -100,12 +100,20 @@ def features(pack: Pack, state: State) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
+def _history_index(pack: Pack) -> dict[str, int]:
+    return {f.code: i for i, f in enumerate(f for f in pack.findings if f.stage == "history")}
+
+
 def evidence_vector(pack: Pack, state: State) -> np.ndarray:
     """Patient-level inputs: which findings were answered present, plus scaled age and sex."""
-    v = np.zeros(len(pack.findings) + 2)
+    # Over the findings the inquiry asks: the model was trained on those; examination and test results
+    # enter the posterior only.
+    index = _history_index(pack)
+    v = np.zeros(len(index) + 2)
     for a in state.answers:
-        if a.is_positive(pack):
-            v[pack.finding_index[a.code]] = 1.0
+        if a.code in index and a.is_positive(pack):
+            v[index[a.code]] = 1.0
     v[-2] = state.age / 50.0
     v[-1] = 1.0 if state.sex == "M" else 0.0
     return v
@@ -130,7 +138,7 @@ class DifferentialModel:
         if tuple(obj["features"]) != FEATURES:
             raise ValueError("differential model was trained on other features")
         ev_names = obj["evidence_inputs"]
-        want = [f.code for f in pack.findings] + ["age/50", "male"]
+        want = list(_history_index(pack)) + ["age/50", "male"]
         if ev_names != want:
             raise ValueError("differential model was trained on another finding list")
         rows = [obj["conditions"][c.code] for c in pack.conditions]

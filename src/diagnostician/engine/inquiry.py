@@ -153,7 +153,7 @@ def askable(pack: Pack, state: State) -> np.ndarray:
     """Mask of findings that may be asked now (unanswered, parent answered present, sensible at the patient's age)."""
     t = _tables(pack)
     lo, hi = ask_age_limits(pack)
-    mask = (lo <= state.age) & (state.age < hi)
+    mask = (lo <= state.age) & (state.age < hi) & pack.history_mask  # results are entered, never asked
     positive = np.zeros(len(pack.findings), dtype=bool)
     for a in state.answers:
         i = pack.finding_index[a.code]

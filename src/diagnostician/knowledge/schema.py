@@ -41,6 +41,7 @@ class Finding:
     parent: str | None = None
     source: str = ""
     age_range: tuple[float, float] | None = None  # the age decides it: present for ages in [low, high) years, never asked
+    stage: str = "history"  # "history" (asked), "exam" or "test": results entered once known, never asked
 
     def absent_value(self) -> bool | str | tuple[str, ...]:
         """The answer that reports this finding absent: no, the default value, or the default alone."""
@@ -136,6 +137,11 @@ class Pack:
         order = np.argsort(self.col_finding, kind="stable")
         bounds = np.searchsorted(self.col_finding[order], np.arange(len(self.findings) + 1))
         return tuple(order[bounds[i] : bounds[i + 1]] for i in range(len(self.findings)))
+
+    @cached_property
+    def history_mask(self) -> np.ndarray:
+        """Findings the inquiry may ask (not examination or test results)."""
+        return np.array([f.stage == "history" for f in self.findings], dtype=bool)
 
     @cached_property
     def age_decided(self) -> tuple[Finding, ...]:
@@ -403,6 +409,9 @@ def available_packs() -> list[str]:
 _CACHE: dict[str, Pack] = {}
 
 
+_RESULTS: dict[str, Pack] = {}
+
+
 def load_pack(name_or_path: str | Path = "ddxplus") -> Pack:
     """Load a shipped pack by name, a pack folder by path, or "broad+ddxplus" (cached per key).
 
@@ -418,4 +427,8 @@ def load_pack(name_or_path: str | Path = "ddxplus") -> Pack:
         candidate = PACKS_DIR / key
         path = candidate if (candidate / "pack.json").exists() else Path(key)
         _CACHE[key] = load_pack_dir(path)
-    return _CACHE[key]
+    if key not in _RESULTS:
+        from diagnostician.knowledge.results import with_results
+
+        _RESULTS[key] = with_results(_CACHE[key])  # examination and test results, where sources give their accuracy
+    return _RESULTS[key]

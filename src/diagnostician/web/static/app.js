@@ -11,7 +11,7 @@ const LEVEL_TITLE = {
 const RANK = { emergency: 0, urgent_24h: 1, see_doctor: 2, self_care: 3 };
 
 const $ = (id) => document.getElementById(id);
-const state = { id: null, question: null, busy: false, ddxOpen: false, intake: null, findings: new Map() };
+const state = { id: null, question: null, busy: false, ddxOpen: false, intake: null, findings: new Map(), resultNames: new Map() };
 const KEY_STORE = "diagnostician.apiKey";
 const TEXT_MAX = 5000;
 
@@ -450,6 +450,33 @@ async function back() {
 
 async function summary() {
   const a = await api("GET", `/v1/consultations/${state.id}/assessment`);
+  renderAssessment(a);
+  resultsError("");
+  $("results-out").hidden = true;
+  $("results-out").replaceChildren();
+  $("results-text").value = "";
+  show("summary");
+  $("summary-title").focus();
+}
+
+/* Suggested examinations and tests, each with why (information a result would bring, or the share it bears on). */
+function renderTests(tests) {
+  const items = (tests && tests.suggested) || [];
+  state.resultNames = new Map(items.filter((t) => t.result).map((t) => [t.result, t.name]));
+  $("tests-box").hidden = !items.length;
+  $("tests-list").replaceChildren(...items.map((t) => {
+    const names = (t.conditions || []).slice(0, 3).map((c) => c[0]).join(", ");
+    const why = t.bits != null
+      ? `a result would tell ${t.bits.toFixed(2)} bits about the diagnosis` + (names ? `; it bears on ${names}` : "")
+      : `bears on ${Math.round(t.mass * 100)}% of the differential: ${names}`;
+    return el("li", { "data-id": t.id, "data-result": t.result || null },
+      el("span", { text: t.name }), el("span", { class: "kind", text: ` (${t.kind})` }), el("span", { class: "why", text: ` — ${why}` }));
+  }));
+  $("tests-basis").textContent = items.length ? tests.basis || "" : "";
+}
+
+/* The assessment (from GET .../assessment or POST .../results): triage, differential, explanations, tests, reports. */
+function renderAssessment(a) {
   setNotice(a.notice);
   setBanner(a.triage.red_flags, []);
   const t = a.triage;
@@ -468,8 +495,63 @@ async function summary() {
   $("report-fhir").href = `${base}/fhir`;
   $("report-fhir").setAttribute("download", `consultation-${state.id}.fhir.json`);
   $("summary").dataset.stopReason = a.stop_reason;
-  show("summary");
-  $("summary-title").focus();
+  renderTests(a.tests);
+}
+
+/* ------------------------------------------------------------ examination and test results (after the inquiry) */
+
+const RESULT_WORDS = { true: "positive / abnormal", false: "negative / normal" };
+
+function resultsError(msg) {
+  const e = $("results-error");
+  e.textContent = msg || "";
+  e.hidden = !msg;
+}
+
+/* A result's test in words: the suggested test's name, else its text without the answer ("Was the troponin raised: yes"). */
+function resultName(r) {
+  const named = state.resultNames && state.resultNames.get(r.finding);
+  if (named) return named;
+  const t = (r.text || r.finding).replace(/:\s*[^:]*$/, "").replace(/\?$/, "").trim();
+  return t.replace(/^(was|were|is|are|did|does|has|have)\s+(the\s+)?/i, "") || r.finding;
+}
+
+function renderResults(results, names) {
+  const box = $("results-out");
+  const entered = (results && results.entered) || [];
+  const unread = (results && results.uninterpreted) || [];
+  const lines = [];
+  if (entered.length) {
+    lines.push(el("p", { class: "entered", text: "Entered: " + entered.map((r) => `${names.get(r.finding) || resultName(r)} → ${RESULT_WORDS[r.value] || "not known"}`).join("; ") }));
+  }
+  if (unread.length) lines.push(el("p", { class: "uninterpreted", text: `Recorded, cannot interpret: ${unread.join(", ")}` }));
+  box.replaceChildren(...lines);
+  box.hidden = !lines.length;
+}
+
+async function enterResults(ev) {
+  ev.preventDefault();
+  const text = $("results-text").value.trim();
+  resultsError("");
+  if (!text) return resultsError("Please name the test and its result, e.g. rapid strep test positive."), $("results-text").focus();
+  if (text.length > TEXT_MAX) return resultsError(`Please shorten the results to ${TEXT_MAX} characters.`), $("results-text").focus();
+  await busy(async () => {
+    const names = state.resultNames || new Map();  // the tests suggested before these results
+    let a;
+    try {
+      a = await api("POST", `/v1/consultations/${state.id}/results`, { text });
+    } catch (e) {
+      if (e.handled) throw e;
+      resultsError(e.message || String(e));
+      $("results-text").focus();
+      return;
+    }
+    renderAssessment(a);
+    const fresh = (a.results && a.results.entered || []).flatMap((r) => r.new_red_flags || []);
+    if (fresh.length) setBanner(a.triage.red_flags, fresh);
+    renderResults(a.results, names);
+    $("results-text").value = "";
+  });
 }
 
 function restart() {
@@ -635,6 +717,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("back-btn").addEventListener("click", back);
   $("ddx-toggle").addEventListener("click", toggleDdx);
   $("restart-btn").addEventListener("click", restart);
+  $("results-form").addEventListener("submit", enterResults);
   $("story").addEventListener("input", onStory);
   $("key-form").addEventListener("submit", useKey);
   $("api-key").value = apiKey();

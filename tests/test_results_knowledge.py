@@ -1,0 +1,133 @@
+"""Examination and test results of known accuracy: as findings of a pack, never asked, entered, weighed, suggested by value of information."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from diagnostician.consult import Consultation
+from diagnostician.dialogue.results import read_results
+from diagnostician.engine.posterior import posterior
+from diagnostician.engine.workup import result_suggestions, suggestion_lines
+from diagnostician.errors import InputError, PackError
+from diagnostician.knowledge.results import RESULT_SOURCE, ResultEntry, load_results, parse_results, with_results
+from diagnostician.knowledge.schema import load_pack
+from tinypack import make_tiny_pack
+
+STREP = ResultEntry(
+    "strep-test-positive", "lab", "rapid strep test", "Was the rapid strep test positive?", "rapid strep test",
+    ("strep test positive", "positive strep test"), ("strep test negative", "negative strep test"),
+    {"tiny": ("CB",)}, 0.8, 0.9, "hand-made for the test",
+)  # fmt: skip
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    pack = make_tiny_pack(tmp_path)
+    return with_results(pack, (STREP,))
+
+
+def test_a_result_is_a_finding_with_sensitivity_for_its_targets_and_false_positives_for_the_rest(tiny) -> None:
+    f = tiny.finding("result:strep-test-positive")
+    assert f.stage == "test" and f.kind == "binary"
+    col = tiny.finding_columns[tiny.finding_index[f.code]][0]
+    assert np.allclose(tiny.p[:, col], [0.1, 0.8, 0.1]) and set(tiny.p_source[:, col]) == {RESULT_SOURCE}
+    assert with_results(tiny, (STREP,)) is tiny  # applied once
+
+
+def test_results_are_never_asked_but_move_the_posterior_by_their_likelihood_ratio(tiny) -> None:
+    c = Consultation.begin(30, "F", {"pain": True}, pack=tiny)
+    asked = []
+    while (q := c.next_question()) is not None:
+        asked.append(q.code)
+        c.answer(q.code, None)
+    assert "result:strep-test-positive" not in asked
+    before = posterior(c.state)
+    c.enter_result("result:strep-test-positive", True)
+    after = posterior(c.state)
+    # Bayes by hand: odds of CB against CA move by 0.8 / 0.1.
+    assert math.isclose((after[1] / after[0]) / (before[1] / before[0]), 8.0, rel_tol=1e-9)
+    c.enter_result("result:strep-test-positive", False)  # a later result replaces the earlier one
+    assert [a.value for a in c.state.answers if a.code.startswith("result:")] == [False]
+    with pytest.raises(InputError):
+        c.enter_result("fever", True)
+
+
+def test_value_of_information_ranks_results_and_says_so(tiny) -> None:
+    p = np.array([0.2, 0.3, 0.5])
+    (s,) = result_suggestions(tiny, p, set())
+    # Expected information gain in bits, by hand.
+    h = lambda v: -sum(x * math.log2(x) for x in v if x > 0)  # noqa: E731
+    q = np.array([0.1, 0.8, 0.1])
+    py = float(p @ q)
+    expected = h(p) - py * h(p * q / py) - (1 - py) * h(p * (1 - q) / (1 - py))
+    assert s.bits == pytest.approx(expected) and s.result == "result:strep-test-positive"
+    assert "bits about the diagnosis" in suggestion_lines([s])[0]
+    assert result_suggestions(tiny, p, {"result:strep-test-positive"}) == []  # once known, not suggested again
+
+
+def test_results_in_words(tiny) -> None:
+    read = read_results(tiny, "Positive strep test, and the chest X-ray was fine")
+    assert [(r.code, r.value) for r in read.results] == [("result:strep-test-positive", True)]
+    assert [(r.code, r.value) for r in read_results(tiny, "strep test negative").results] == [("result:strep-test-positive", False)]
+    assert [(r.code, r.value) for r in read_results(tiny, "no positive strep test").results] == [("result:strep-test-positive", False)]
+
+
+def test_the_table_is_checked() -> None:
+    good = {"id": "x", "kind": "lab", "test": "t", "question": "q?", "label": "l", "terms": ["x"], "targets": {"ddxplus": ["URTI"]},
+            "sensitivity": 0.9, "specificity": 0.8, "basis": "b"}  # fmt: skip
+    assert parse_results({"format": "diagnostician-results/1", "results": [good]})[0].sensitivity == 0.9
+    for bad in ({**good, "sensitivity": 1.0}, {**good, "sensitivity": 0.3, "specificity": 0.6}, {**good, "kind": "magic"},
+                {**good, "basis": " "}, {**good, "targets": {}}, {k: v for k, v in good.items() if k != "terms"}):  # fmt: skip
+        with pytest.raises(PackError):
+            parse_results({"format": "diagnostician-results/1", "results": [bad]})
+    with pytest.raises(PackError):
+        parse_results({"format": "diagnostician-results/1", "results": [good, good]})
+
+
+def test_shipped_results_name_real_conditions_and_cite_a_source() -> None:
+    entries = load_results()
+    if not entries:
+        pytest.skip("no result table shipped")
+    for name in ("ddxplus", "broad"):
+        pack = load_pack(name)
+        for e in entries:
+            for code in e.targets.get(name, ()):
+                assert code in pack.condition_index, (e.id, name, code)
+    assert all(e.basis and e.terms for e in entries)
+    assert json.loads(json.dumps([e.id for e in entries]))
+
+
+def test_results_over_http_move_the_differential_and_unknown_tests_are_recorded_not_weighed(http) -> None:
+    r = http.post("/v1/consultations", json={"age": 30, "sex": "F", "findings": {"E_97": True, "E_201": True}})
+    cid = r.json()["id"]
+    before = http.get(f"/v1/consultations/{cid}/assessment").json()
+    suggested = before["tests"]["suggested"]
+    assert suggested and all(t["bits"] > 0 and t["result"].startswith("result:") for t in suggested)  # DDXPlus: results of known accuracy only
+    r = http.post(f"/v1/consultations/{cid}/results", json={"text": "rapid flu test positive, and an MRI of the knee was normal"})
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert [e["finding"] for e in after["results"]["entered"]] == ["result:rapid-flu-positive"]
+    assert after["results"]["uninterpreted"] and "mri" in after["results"]["uninterpreted"][0].lower()
+    flu = lambda a: next((e["posterior"] for e in a["differential"] if e["name"] == "Influenza"), 0.0)  # noqa: E731
+    assert flu(after) > flu(before)
+    assert http.post(f"/v1/consultations/{cid}/results", json={"text": "nothing to report"}).status_code == 422
+    assert http.post(f"/v1/consultations/{cid}/results", json={"results": {"E_91": True}}).status_code == 422  # a question, not a result
+    r = http.post(f"/v1/consultations/{cid}/results", json={"results": {"result:rapid-flu-positive": False}})
+    assert r.status_code == 200 and flu(r.json()) < flu(after)  # a later result replaces the earlier one
+    report = http.get(f"/v1/consultations/{cid}/report").text
+    assert "Test results:" in report and "not interpreted" in report
+    audit = http.get(f"/v1/consultations/{cid}/audit").json()
+    assert any(e["finding"] == "result:rapid-flu-positive" for e in audit["entries"])
+
+
+def test_an_osce_script_result_reads_positive_negative_or_unclear() -> None:
+    from diagnostician.bench.osce import script_verdict
+
+    assert script_verdict("Troponin I: 2.3 ng/mL (elevated)") is True
+    assert script_verdict("Rapid strep test: negative") is False
+    assert script_verdict("Lipase: 120 U/L") is None  # a number alone: not interpreted
+    assert script_verdict("CT: no evidence of appendicitis; enlarged lymph nodes") is None  # both: not interpreted
