@@ -153,6 +153,27 @@ def test_llm_doctor_on_a_vignette(client, pack, tmp_path):
     print("llm doctor:", {k: row[k] for k in ("ended", "turns", "malformed", "error", "differential", "triage")})
 
 
+def test_llm_doctor_patient_and_measurement_on_an_osce_case(client, tmp_path):
+    # The OSCE bench's chat-model doctor, patient and measurement sides against a real server: plumbing, not medicine.
+    from test_osce_bench import CASE
+
+    from diagnostician.bench.agents import llm_patient
+    from diagnostician.bench.osce import llm_measurement, load_osce, osce_summary, run_llm_osce
+    from diagnostician.knowledge.schema import load_pack
+
+    p = tmp_path / "osce.jsonl"
+    p.write_text(json.dumps(CASE) + "\n", encoding="utf-8")
+    (case,) = load_osce(p)
+    broad = load_pack("broad")
+    row = run_llm_osce(client, broad, case, turns=4, max_tokens=96,
+                       patient_answer=llm_patient(client, case.vignette, max_tokens=48), measurement=llm_measurement(client, case, max_tokens=48))  # fmt: skip
+    assert row["error"] is None and row["turns"] <= 4 and len(row["transcript"]) >= 2
+    summary = osce_summary(broad, [row])
+    assert summary["cases"] == 1 and 0 <= summary["top5"] <= 1
+    json.dumps(row)
+    print("llm OSCE doctor:", {k: row[k] for k in ("ended", "turns", "tests_ordered", "malformed", "differential")})
+
+
 def test_unavailable_after_the_server_stops(llama, pack):
     # Last in the module on purpose: it stops the module's server (stop is idempotent for the fixture).
     llama.stop()

@@ -72,3 +72,36 @@ def test_cli_osce_writes_transcripts_and_summary_and_refuses_bad_input(tmp_path)
     assert_input_error(run_cli("bench", "osce", "--cases", str(path), "--turns", "2"), "--turns")
     bad = _write(tmp_path, [{"OSCE_Examination": {"Patient_Actor": {}}}])
     assert_input_error(run_cli("bench", "osce", "--cases", str(bad)), "not an AgentClinic OSCE case")
+
+
+def test_a_chat_model_doctor_asks_examines_orders_and_answers(tmp_path) -> None:
+    """The LLM doctor path on a scripted client: each kind of turn is routed to its side and scored."""
+    from test_agents import ScriptedClient
+
+    from diagnostician.bench.osce import llm_measurement, run_llm_osce
+
+    (case,) = load_osce(_write(tmp_path, [CASE]))
+    pack = load_pack("broad")
+    client = ScriptedClient([
+        "Does it burn when you pass urine?",
+        "EXAM: abdominal examination",
+        "TEST: urinalysis",
+        "TEST: brain MRI",
+        "FINAL ANSWER\nDifferential: 1. Urinary tract infection 2. Cystitis\nTriage: see a doctor\nTests: urine culture",
+    ])  # fmt: skip
+    row = run_llm_osce(client, pack, case, turns=20)
+    assert row["ended"] and row["differential"][:1] == ["Urinary tract infection"] and row["triage"] == "see_doctor"
+    assert row["turns_history"] == 1 and row["exams_ordered"] == 1 and row["tests_ordered"] == 2
+    roles = [t["role"] for t in row["transcript"]]
+    assert roles.count("measurement") == 3 and "Suprapubic_Tenderness" in row["transcript"][4]["text"]
+    assert "Nitrites: Positive" in row["transcript"][6]["text"] and row["transcript"][8]["text"] == NOT_AVAILABLE
+    assert row["over_testing"] == 1 and row["informative_share"] == 0.5  # urinalysis of {urinalysis, urine culture}
+    summary = osce_summary(pack, [row])
+    assert summary["top1"] == 1.0 and summary["tests_ordered"] == 2.0
+    # A doctor that never answers is nudged once at the budget, then counted malformed, never crashing the run.
+    stubborn = run_llm_osce(ScriptedClient(["Any fever?"] * 10), pack, case, turns=4)
+    assert stubborn["malformed"] and not stubborn["ended"] and stubborn["turns"] <= 4
+    # The measurement side played by a chat model reads the case record.
+    played = ScriptedClient(["Mild suprapubic tenderness."])
+    assert llm_measurement(played, case)("exam", "abdomen") == "Mild suprapubic tenderness."
+    assert "Suprapubic_Tenderness" in played.calls[0][0]["content"]

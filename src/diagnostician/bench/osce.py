@@ -181,13 +181,119 @@ def run_osce(
     turns: int = DEFAULT_TURNS,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    consult: Callable[[OsceCase], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Consult every case (resuming from out_dir/cases.jsonl) and return the rows."""
+    """Consult every case (resuming from out_dir/cases.jsonl) and return the rows; `consult` replaces the engine (a chat model)."""
     by_id = {c.vignette.id: c for c in cases}
-    results, _ = run_logged(
-        list(by_id.values()), lambda c: c.vignette.id, lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}")), out_dir, progress=progress
-    )
+    run = consult or (lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}")))
+    results, _ = run_logged(list(by_id.values()), lambda c: c.vignette.id, run, out_dir, progress=progress)
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Any chat model as the doctor, and a measurement side played by a chat model
+
+OSCE_DOCTOR_PROMPT = """You are a doctor seeing a patient in a clinic (a text chat). Find the most likely diagnosis, with the \
+fewest useful steps. Each turn, do exactly ONE of these:
+- ask the patient ONE short question, in plain words;
+- examine: reply with one line `EXAM: <the examination>` (for example `EXAM: abdominal palpation`);
+- order a test: reply with one line `TEST: <the test>` (for example `TEST: complete blood count`);
+- or give your final answer, ONLY in exactly this format:
+
+FINAL ANSWER
+Differential: 1. <most likely diagnosis> 2. <next> 3. <next> (up to 5)
+Triage: <one of: emergency | urgent within 24 hours | see a doctor | self-care>
+Tests: <tests you would still order, separated by commas, or none>
+"""
+# Why fixed EXAM:/TEST: lines: the measurement side must tell a request from a question to the patient
+# without guessing; anything else is a question for the patient.
+
+MEASUREMENT_PROMPT = """You report examination findings and test results for a patient, from this record only:
+
+{record}
+
+Rules: reply with the finding or result the request asks for, copied or summarised from the record in \
+one or two sentences. If the record does not hold it, reply exactly: normal / not available. Never \
+name a diagnosis.
+"""
+_REQUEST = re.compile(r"^\s*(?:request(?:ing)?\s+)?(exam(?:ine|ination)?|test|order)\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+
+
+def llm_measurement(client: Any, case: OsceCase, max_tokens: int = 160) -> Callable[[str, str], str]:
+    """A measurement side played by a chat model from the case's examination and test entries: (kind, request) → result."""
+    record = "\n".join(f"{k}: {v}" for k, v in {**case.exams, **case.tests}.items())[:6000]
+    system = MEASUREMENT_PROMPT.format(record=record or "(empty)")
+
+    def answer(kind: str, request: str) -> str:
+        reply = client.chat([{"role": "system", "content": system}, {"role": "user", "content": f"{kind}: {request}"}], max_tokens=max_tokens, temperature=0.0)
+        return reply.strip() if isinstance(reply, str) and reply.strip() else NOT_AVAILABLE
+
+    return answer
+
+
+def run_llm_osce(
+    client: Any,
+    pack: Pack,
+    case: OsceCase,
+    turns: int = DEFAULT_TURNS,
+    max_tokens: int = 400,
+    patient_answer: Callable[[str], str] | None = None,
+    measurement: Callable[[str, str], str] | None = None,
+) -> dict[str, Any]:
+    """One OSCE consultation with a chat model as the doctor: questions to the patient, EXAM:/TEST: requests, a final answer."""
+    from diagnostician.bench.agents import FINAL_NUDGE, answer_in_words, parse_final_answer
+    from diagnostician.bench.vignettes import VignettePatient
+    from diagnostician.dialogue.llm import LLMUnavailable
+
+    v = case.vignette
+    patient = VignettePatient(pack, v)
+    exam, lab = Measurement(case.exams), Measurement(case.tests)
+    messages: list[dict[str, str]] = [{"role": "system", "content": OSCE_DOCTOR_PROMPT}, {"role": "user", "content": v.opening}]
+    transcript: list[dict[str, str]] = [{"role": "patient", "text": v.opening}]
+    row: dict[str, Any] = {"id": v.id, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": False, "transcript": transcript,
+                           "differential": [], "triage": None, "malformed": False, "error": None}  # fmt: skip
+    asked, orders, nudged = 0, [], False
+    try:
+        while True:
+            reply = client.chat(messages, max_tokens=max_tokens, temperature=0.0)
+            reply = reply if isinstance(reply, str) else ""
+            messages.append({"role": "assistant", "content": reply})
+            transcript.append({"role": "doctor", "text": reply})
+            final = parse_final_answer(reply)
+            if final is not None:
+                row.update(ended=True, differential=final.differential, triage=final.triage, malformed=final.malformed)
+                break
+            if nudged:
+                row["malformed"] = True  # asked for the final answer and still none
+                break
+            request = _REQUEST.search(reply)
+            if asked + len(orders) >= turns - 1:
+                answer, role, nudged = FINAL_NUDGE, "patient", True
+            elif request:
+                kind = "exam" if request.group(1).lower().startswith("exam") else "test"
+                what = request.group(2).strip()
+                side = exam if kind == "exam" else lab
+                keys = side.keys_for(what)
+                answer = measurement(kind, what) if measurement is not None else side.answer(what)
+                orders.append({"test": what, "kind": kind, "script_keys": keys, "result": answer})
+                role = "measurement"
+            else:
+                asked += 1
+                answer = patient_answer(reply) if patient_answer is not None else answer_in_words(pack, patient, reply)
+                role = "patient"
+            messages.append({"role": "user", "content": answer})
+            transcript.append({"role": role, "text": answer})
+    except LLMUnavailable as exc:
+        row["error"] = str(exc)
+    groups = _test_key_groups(case.tests)
+    hit = {g for o in orders for k in o["script_keys"] for g in groups if k == g or k.startswith(g + " / ")}
+    tests = [o for o in orders if o["kind"] == "test"]
+    row.update(
+        turns_history=asked, orders=orders, tests_ordered=len(tests), exams_ordered=len(orders) - len(tests),
+        informative_share=round(len(hit) / len(groups), 4) if groups else None, over_testing=sum(not o["script_keys"] for o in orders),
+        turns=asked + len(orders),
+    )  # fmt: skip
+    return row
 
 
 def osce_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:

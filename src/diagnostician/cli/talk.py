@@ -380,16 +380,43 @@ def cmd_bench_osce(args: argparse.Namespace) -> int:
     from diagnostician.bench.osce import load_osce, osce_summary, run_osce
     from diagnostician.bench.vignettes import iter_markdown
 
-    if args.agent != "engine":
-        raise InputError(f"--agent {args.agent}: the OSCE bench runs the built-in engine only so far (engine)")
+    if args.agent not in ("engine", "openai"):
+        raise InputError(f"--agent {args.agent}: choose engine (the default) or openai (any OpenAI-compatible chat model)")
+    if args.patient not in ("deterministic", "llm") or args.measurement not in ("deterministic", "llm"):
+        raise InputError("--patient and --measurement are deterministic (the default) or llm")
+    if args.agent == "engine" and (args.patient == "llm" or args.measurement == "llm"):
+        raise InputError("--patient llm and --measurement llm answer free text: use them with --agent openai (the engine asks by finding code)")
     if not 4 <= args.turns <= 100:
         raise InputError("--turns must lie between 4 and 100")
     pack, out = _case_bench_inputs(args, "OSCE case")
     cases = load_osce(args.cases)[: args.limit]
-    results = run_osce(pack, cases, out, turns=args.turns)
+    agent, client = "engine", None
+    consult: Any = None  # run_osce's default: the engine
+    if args.agent == "openai":
+        from diagnostician.bench.agents import llm_patient
+        from diagnostician.bench.osce import llm_measurement, run_llm_osce
+
+        client = _llm_client(args, "--agent openai")
+        agent = f"openai:{client.config.model}"
+
+        def llm_consult(case: Any) -> dict[str, Any]:
+            answer = llm_patient(client, case.vignette) if args.patient == "llm" else None
+            measure = llm_measurement(client, case) if args.measurement == "llm" else None
+            return run_llm_osce(client, pack, case, args.turns, patient_answer=answer, measurement=measure)
+
+        consult = llm_consult
+
+    try:
+        results = run_osce(pack, cases, out, turns=args.turns, consult=consult)
+    finally:
+        if client is not None:
+            client.close()
     summary = osce_summary(pack, results)
-    summary.update(agent="engine", pack=f"{pack.name} {pack.version}", file=str(args.cases), turn_budget=args.turns)
-    keys = ("cases", "coverage", "top1", "top5", "turns", "turns_history", "tests_ordered", "informative_share", "over_testing", "emergency_recall", "ended")
+    summary.update(agent=agent, patient=args.patient, measurement=args.measurement, pack=f"{pack.name} {pack.version}", file=str(args.cases), turn_budget=args.turns)
+    if client is not None:
+        summary.update(malformed=sum(bool(r.get("malformed")) for r in results), errors=sum(bool(r.get("error")) for r in results))
+    keys = ("cases", "coverage", "top1", "top5", "turns", "turns_history", "tests_ordered", "informative_share", "over_testing", "emergency_recall", "ended",
+            "malformed", "errors")  # fmt: skip
     table = "\n".join(iter_markdown(summary, keys))
     if out:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -604,7 +631,10 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
 
     bo = bench_sub.add_parser("osce", help="OSCE-style bench on AgentClinic case scripts: history, tests, diagnosis (engine)")
     bo.add_argument("--cases", required=True, help="AgentClinic JSONL file (OSCE_Examination objects)")
-    bo.add_argument("--agent", default="engine", help="the agent under test (engine)")
+    bo.add_argument("--agent", default="engine", help="the doctor: engine, or openai (the configured OpenAI-compatible chat model)")
+    bo.add_argument("--patient", default="deterministic", help="the patient side: deterministic (from the script) or llm (a chat model plays it; with --agent openai)")
+    bo.add_argument("--measurement", default="deterministic", help="the examination/test side: deterministic (script entries by words) or llm")
+    bo.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (base_url, model, api_key)")
     bo.add_argument("--pack", default="broad", help="knowledge pack (default broad)")
     bo.add_argument("--turns", type=int, default=20, help="turn budget in all: questions plus ordered tests (default 20, as in AgentClinic)")
     bo.add_argument("--limit", type=int, help="first N cases")
