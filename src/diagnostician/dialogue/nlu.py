@@ -238,8 +238,18 @@ class Reader:
         self.lang = lang
         terms: list[tuple[tuple[str, ...], Target]] = []
         self.light = frozenset(stem(w) for w in lang.get("light_words", ()))
+        leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
+        negated: list[tuple[tuple[str, ...], Target]] = []
         for code, ts in lexicon.findings.items():
             terms += [(self._content(_phrase(t)), Target("finding", code)) for t in ts.terms]
+            # A term that is itself a denial ("no relief with inhaler") also matches when the denial is said
+            # another way before the rest of it: "did not get any relief from her inhaler".
+            for t in ts.terms:
+                ph = self._content(_phrase(t))
+                if len(ph) >= 3 and ph[0] in leads:
+                    negated.append((ph[1:], Target("finding", code)))
+        self.negated = PhraseIndex(negated)
+        self.negated_leads = frozenset(leads)
         # Blocked phrases win as longer matches and are then dropped: "hay fever" hides its "fever".
         terms += [(_phrase(t), Target("blocked")) for t in lexicon.blocked]
         self.terms = PhraseIndex(terms)
@@ -411,6 +421,10 @@ class Reader:
                 if before:
                     commas.add(before[-1] + 1)
         found = self.terms.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light)
+        for m in self.negated.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light):
+            lead = next((k for k in range(m.start - 1, max(-1, m.start - 4), -1) if words[k].stem in self.negated_leads), None)
+            if lead is not None:  # the denial word joins the term: it does not negate the finding
+                found.append(Match(lead, m.end, m.target, m.length + 1, m.gaps + (m.start - lead - 1), m.fuzzy))
         found = [m for m in found if not (m.length == 1 and m.end - m.start == 1 and not self._as_written(words[m.start]))]
         selected = _select(found)
         findings = [m for m in selected if m.target.kind == "finding"]
@@ -770,7 +784,7 @@ def read_demographics(norm: str, reading: Reading, lang: dict[str, Any]) -> None
     relation = _patient(words, lang)
     if relation is not None:
         reading.proxy = True
-        reading.relation = relation[0]
+        reading.relation = relation[0] or None
         reading.sex = reading.sex or relation[1]
         if reading.sex is None:
             pron = [lang["pronouns"][w] for w in words if w in lang["pronouns"]]
@@ -809,6 +823,8 @@ def read_demographics(norm: str, reading: Reading, lang: dict[str, Any]) -> None
 def _patient(words: Sequence[str], lang: dict[str, Any]) -> tuple[str, str | None] | None:
     """(relation, sex) when the text is about someone else than the writer, read from its first subject; else None.
 
+    The relation is "" when only a pronoun says so ("she has…"): a parent for a child, a clinician for an adult.
+
     The first of "I / me", "he / she" or a kinship word ("my son", "baby", "dad is 75") decides; a
     relative who only reports ("my partner says I snore") is not the patient.
     """
@@ -819,7 +835,7 @@ def _patient(words: Sequence[str], lang: dict[str, Any]) -> tuple[str, str | Non
         if w in first_person:
             return None
         if w in ("he", "she", "he's", "she's", "hes", "shes"):
-            return ("child", pronouns[w])  # only a third person: a parent or carer writes
+            return ("", pronouns[w])  # only a third person: someone writes for the patient (who, the age says)
         base = w[:-1] if w.endswith("s") and w[:-1] in kin else w
         if base in kin:
             if any(x in reporting for x in words[i + 1 : i + 3]):
