@@ -116,3 +116,24 @@ def test_two_runs_are_compared_case_by_case(tmp_path, pack) -> None:
     assert_ok(p)
     assert json.loads(p.stdout)["b10"] == 9
     assert_input_error(run_cli("bench", "compare", str(tmp_path / "a"), str(tmp_path / "nope")), "no cases.jsonl")
+
+
+def test_the_engine_talks_to_a_patient_who_answers_in_free_text() -> None:
+    """With `in_words` the engine asks in words and reads free-text answers, as the chat does (a played patient)."""
+    import random
+
+    from diagnostician.bench.ddxplus import BenchConfig
+    from diagnostician.bench.vignettes import Vignette, consult_with_patient
+    from diagnostician.knowledge.schema import load_pack
+
+    asked: list[str] = []
+
+    def patient(question: str) -> str:
+        asked.append(question)
+        return "yes, a dry one actually" if "cough" in question.lower() else "no, not that I noticed"
+
+    v = Vignette("t:1", "30 year old Female. Sore throat", "Sore throat", 30.0, "F", "Strep throat")
+    row, c = consult_with_patient(load_pack("broad"), v, BenchConfig(max_questions=6), random.Random(0), in_words=patient)
+    assert c is not None and asked and all(q.endswith("?") for q in asked)
+    assert any(t["text"].startswith("yes, a dry") for t in row["transcript"] if t["role"] == "patient")
+    assert c.state.answered["cough"].value is True and row["differential"]

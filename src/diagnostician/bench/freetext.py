@@ -83,11 +83,14 @@ def talk(
     rng: random.Random,
     complaint: str | Callable[[list[str]], str | None] | None = None,
     keep: bool = False,
+    in_words: Callable[[str], str] | None = None,
 ) -> Talked:
     """Drive a Conversation as a simulated patient who opens with `opening` and answers each finding with `answer`.
 
     `complaint`, when given, is the finding the patient picks from the menu offered if the opening is not
-    understood, or a function choosing one from the menu's findings (None: nothing fits).
+    understood, or a function choosing one from the menu's findings (None: nothing fits). `in_words`,
+    when given, answers each question as it is asked, in free text (a patient played by a chat model):
+    the conversation reads the reply as it reads any patient's.
     """
     conv = Conversation(pack, policy=config.policy())
     transcript: list[tuple[str, str]] = []
@@ -106,7 +109,7 @@ def talk(
             break
         if stage == "confirm":
             code = conv.to_confirm[0].code
-            reply = typed(pack.finding(code), answer(code), rng)
+            reply = in_words(conv.question_text(pack.finding(code))) if in_words else typed(pack.finding(code), answer(code), rng)
         elif stage == "age":
             asked += 1
             reply = f"{age:g}"
@@ -120,7 +123,8 @@ def talk(
             reply = str(conv.menu.index(pick) + 1)  # the product's fallback: pick from the matches
         else:
             q = conv.c.next_question()  # type: ignore[union-attr]
-            reply = typed(pack.finding(q.code), answer(q.code), rng)  # type: ignore[union-attr]
+            f = pack.finding(q.code)  # type: ignore[union-attr]
+            reply = in_words(conv.question_text(f)) if in_words else typed(f, answer(q.code), rng)  # type: ignore[union-attr]
         say(reply)
     return Talked(conv, conv.c is not None and conv.stage == "ended", asked, read_first, transcript)
 

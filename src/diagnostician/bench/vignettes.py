@@ -139,10 +139,16 @@ def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.R
     return consult_with_patient(pack, v, config, rng, unmentioned)[0]
 
 
-def consult_with_patient(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent") -> tuple[dict[str, Any], Any]:
-    """The consultation's row (transcript, differential, triage) and the Consultation itself (None if it never started)."""
+def consult_with_patient(
+    pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent", in_words: Callable[[str], str] | None = None
+) -> tuple[dict[str, Any], Any]:
+    """The consultation's row (transcript, differential, triage) and the Consultation itself (None if it never started).
+
+    `in_words` (question → free-text answer) replaces the deterministic patient's coded answers, e.g. a
+    patient played by a chat model (`bench.agents.llm_patient`)."""
     patient = VignettePatient(pack, v, unmentioned)
-    done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, complaint=patient.pick, keep=True)
+    done = talk(pack, v.opening, patient.answer, v.age if v.age is not None else 40, v.sex or "F", config, rng, complaint=patient.pick, keep=True,
+                in_words=in_words)  # fmt: skip
     out: dict[str, Any] = {"id": v.id, "age": v.age, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": done.ended,
                            "transcript": [{"role": r, "text": t} for r, t in done.transcript]}  # fmt: skip
     c = done.conversation.c

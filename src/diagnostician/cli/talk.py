@@ -288,8 +288,6 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         )
     if args.patient not in ("deterministic", "llm"):
         raise InputError(f"--patient {args.patient}: choose deterministic (the default) or llm")
-    if args.patient == "llm" and args.agent != "openai":
-        raise InputError("--patient llm answers in free text: use it with --agent openai (the engine asks by finding code)")
     if args.unmentioned not in ("absent", "unknown"):
         raise InputError(f"--unmentioned {args.unmentioned}: choose absent (the default) or unknown")
     if args.workers < 1:
@@ -319,6 +317,40 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
             return run_llm_agent(client, pack, v, patient_answer=answer)
 
         consult = llm_consult
+    elif args.patient == "llm":
+        # The engine asks in words and reads the played patient's free-text answers, as in the chat.
+        import random as _random
+
+        from diagnostician.bench.agents import leak_check, llm_patient
+        from diagnostician.bench.ddxplus import BenchConfig
+        from diagnostician.bench.vignettes import consult_with_patient
+        from diagnostician.dialogue.llm import LLMClient, LLMConfig, LLMUnavailable
+
+        patient_config = LLMConfig.from_env(args.patient_config, prefix="DIAGNOSTICIAN_PATIENT_") or LLMConfig.from_env(getattr(args, "llm_config", None))
+        if patient_config is None:
+            raise InputError("--patient llm needs a server: set DIAGNOSTICIAN_PATIENT_BASE_URL/_MODEL (or DIAGNOSTICIAN_LLM_*), or pass --patient-config FILE")
+        client = LLMClient(patient_config)
+        bench_config = BenchConfig()
+
+        def engine_with_played_patient(v: Any) -> dict[str, Any]:
+            played = llm_patient(client, v)
+            leaks: list[dict[str, Any]] = []
+
+            def answer(question: str) -> str:
+                text = played(question)
+                flags = leak_check(pack, v, text)
+                if flags:
+                    leaks.append({"question": question, "flags": flags})
+                return text
+
+            try:
+                row = consult_with_patient(pack, v, bench_config, _random.Random(f"0:{v.id}"), args.unmentioned, in_words=answer)[0]
+            except LLMUnavailable as exc:  # counted, and run again on the next run (run_logged redoes rows with an error)
+                return {"id": v.id, "diagnosis": v.diagnosis, "urgency": v.urgency, "ended": False, "differential": [], "triage": None, "error": str(exc)}
+            row["leaks"] = leaks
+            return row
+
+        consult = engine_with_played_patient
 
     bar = None
     if not args.quiet and sys.stderr.isatty():
@@ -618,7 +650,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--cases", required=True, help="vignette JSONL file")
         bv.add_argument("--agent", default="engine", help="the agent under test: engine, or openai (the configured OpenAI-compatible chat model)")
         bv.add_argument("--llm-config", metavar="FILE", help="with --agent openai: TOML file with an [llm] table (base_url, model, api_key)")
-        bv.add_argument("--patient", default="deterministic", help="the simulated patient: deterministic, or llm (with --agent openai)")
+        bv.add_argument("--patient", default="deterministic", help="the simulated patient: deterministic, or llm (a chat model plays it from the vignette; the engine asks it in words)")
         bv.add_argument("--patient-config", metavar="FILE", help="TOML [llm] table of the patient model (else DIAGNOSTICIAN_PATIENT_*, else the agent's)")
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--unmentioned", default="absent", help="deterministic patient: what it answers about findings the vignette does not mention, absent (default) or unknown")
