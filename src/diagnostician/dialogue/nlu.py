@@ -32,6 +32,7 @@ CONFIRM_BELOW = 0.8  # mentions below this confidence are confirmed with the pat
 
 EXACT, GAP_COST, FUZZY_COST, UNSIDED = 0.95, 0.08, 0.22, 0.5
 MAX_GAP = 2  # filler words allowed inside a multi-word term ("coughing up [some] blood")
+NEAR_CUE = 4  # words between a 0–10 score and the cue that names its scale ("pain is about 7/10")
 MAX_SCOPE = 10  # words a negation or uncertainty trigger reaches at most
 SIDE_WINDOW = 4  # words around a body site searched for "left" / "right"
 
@@ -620,10 +621,16 @@ class Reader:
         cues = [c for c in self.cues.find(words, [{t.stem} for t in words], gaps=False) if c.target.code in self.lexicon.scales]
         if not cues:
             return None
-        # The cue nearest the number wins ("itching is 3/10, pain 8/10"); among cues shared by several scales
+        # The cue next to the number wins ("itching is 3/10, pain 8/10"); among cues shared by several scales
         # ("pain"), the lexicon's first scale (pain intensity) is the plain reading of a bare "7/10".
         order = {code: i for i, code in enumerate(self.lexicon.scales)}
-        return min(cues, key=lambda c: (min(abs(words[c.start].start - at), abs(words[c.end - 1].end - at)), order[c.target.code])).target.code
+        idx = sum(1 for w in words if w.start < at)  # the number's place among the words
+        near = [c for c in cues if min(abs(c.start - idx), abs(c.end - idx)) <= NEAR_CUE]
+        if not near:
+            # No cue beside it ("pain started around my belly button …, it's 7/10"): a bare score is the
+            # pain's intensity, the reading people mean, whichever other scale's cue the clause holds.
+            return min(cues, key=lambda c: order[c.target.code]).target.code
+        return min(near, key=lambda c: (min(abs(words[c.start].start - at), abs(words[c.end - 1].end - at)), order[c.target.code])).target.code
 
     def _merge(self, mentions: Sequence[Mention], reading: Reading) -> list[Mention]:
         """One mention per finding: values united, the surest polarity kept (present wins a tie: safety first)."""
