@@ -233,6 +233,15 @@ def answer_in_words(pack: Pack, patient: VignettePatient, question: str) -> str:
 # ---------------------------------------------------------------------------------------------- the consultation
 
 
+def doctor_turn(client: ChatClient, messages: list[dict[str, str]], transcript: list[dict[str, str]], role: str, max_tokens: int) -> tuple[str, FinalAnswer | None]:
+    """One turn of a chat-model doctor: its reply (kept in the messages and the transcript) and its final answer, if it gave one."""
+    reply = client.chat(messages, max_tokens=max_tokens, temperature=0.0)
+    reply = reply if isinstance(reply, str) else ""
+    messages.append({"role": "assistant", "content": reply})
+    transcript.append({"role": role, "text": reply})
+    return reply, parse_final_answer(reply)
+
+
 def run_llm_agent(
     client: ChatClient,
     pack: Pack,
@@ -258,11 +267,7 @@ def run_llm_agent(
     nudged = False
     try:
         while True:
-            reply = client.chat(messages, max_tokens=max_tokens, temperature=0.0)
-            reply = reply if isinstance(reply, str) else ""
-            messages.append({"role": "assistant", "content": reply})
-            transcript.append({"role": "agent", "text": reply})
-            final = parse_final_answer(reply)
+            reply, final = doctor_turn(client, messages, transcript, "agent", max_tokens)
             if final is not None:
                 row.update(ended=True, differential=final.differential, triage=final.triage, tests=final.tests, malformed=final.malformed)
                 break

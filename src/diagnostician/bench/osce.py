@@ -241,7 +241,7 @@ def run_llm_osce(
     measurement: Callable[[str, str], str] | None = None,
 ) -> dict[str, Any]:
     """One OSCE consultation with a chat model as the doctor: questions to the patient, EXAM:/TEST: requests, a final answer."""
-    from diagnostician.bench.agents import FINAL_NUDGE, answer_in_words, parse_final_answer
+    from diagnostician.bench.agents import FINAL_NUDGE, answer_in_words, doctor_turn
     from diagnostician.bench.vignettes import VignettePatient
     from diagnostician.dialogue.llm import LLMUnavailable
 
@@ -255,11 +255,7 @@ def run_llm_osce(
     asked, orders, nudged = 0, [], False
     try:
         while True:
-            reply = client.chat(messages, max_tokens=max_tokens, temperature=0.0)
-            reply = reply if isinstance(reply, str) else ""
-            messages.append({"role": "assistant", "content": reply})
-            transcript.append({"role": "doctor", "text": reply})
-            final = parse_final_answer(reply)
+            reply, final = doctor_turn(client, messages, transcript, "doctor", max_tokens)
             if final is not None:
                 row.update(ended=True, differential=final.differential, triage=final.triage, malformed=final.malformed)
                 break
