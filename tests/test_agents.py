@@ -214,3 +214,27 @@ def test_cli_played_patient_needs_a_server(tmp_path) -> None:
     path.write_text(json.dumps(AVEY) + "\n", encoding="utf-8")
     assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--patient", "llm"), "needs a server")
     assert_input_error(run_cli("bench", "vignettes", "--cases", str(path), "--patient", "actor"), "deterministic")
+
+
+def test_a_chat_model_consults_a_ddxplus_record_in_free_text() -> None:
+    """The structured DDXPlus patient answers a chat model's free-text questions finding by finding (no leak check: not a played patient)."""
+    import random
+
+    from diagnostician.bench.agents import run_llm_ddxplus
+    from diagnostician.knowledge.ddxplus import PatientRecord
+    from diagnostician.knowledge.schema import load_pack
+
+    pack = load_pack("ddxplus")
+    record = PatientRecord(34, "F", "URTI", "E_97", {"E_97": True, "E_91": True}, row=7)
+    client = ScriptedClient(["Do you have a fever?", "Do you have a cough?", "FINAL ANSWER\nDifferential: 1. URTI 2. Influenza\nTriage: self-care\nTests: none"])
+    row = run_llm_ddxplus(client, pack, record, random.Random(0), max_turns=5)
+    assert row["id"] == "row7" and row["diagnosis"] == "URTI" and row["differential"][:1] == ["URTI"]
+    answers = [t["text"] for t in row["transcript"] if t["role"] == "patient"][1:]
+    assert answers == ["Yes.", "No."] and row["leaks"] == []
+    assert "34" in row["transcript"][0]["text"]  # the opening sentence says the age
+
+
+def test_cli_ddxplus_chat_model_needs_a_server(tmp_path) -> None:
+    csv = tmp_path / "p.csv"
+    csv.write_text("AGE,SEX,PATHOLOGY,EVIDENCES,INITIAL_EVIDENCE,DIFFERENTIAL_DIAGNOSIS\n", encoding="utf-8")
+    assert_input_error(run_cli("bench", "ddxplus", "--cases", str(csv), "--agent", "openai"), "needs a server")

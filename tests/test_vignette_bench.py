@@ -72,6 +72,13 @@ def test_cli_triage_and_vignettes(tmp_path) -> None:
     assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--agent", "gpt"), "only the built-in engine")
     bad = _write(tmp_path, "bad.jsonl", [{"x": 1}])
     assert_input_error(run_cli("bench", "vignettes", "--cases", str(bad)), "not a vignette")
+    # Repeated runs: each kept in its own folder, each metric's mean and spread reported (the engine is deterministic: SD 0).
+    p = run_cli("bench", "triage", "--cases", str(_write(tmp_path, "sem.jsonl", [SEMIGRAN])), "--out", str(tmp_path / "rep"), "--repeats", "2")
+    assert_ok(p)
+    rep = json.loads((tmp_path / "rep" / "repeats.json").read_text())
+    assert rep["repeats"] == 2 and rep["metrics"]["emergency_recall"] == {"mean": 1.0, "sd": 0.0, "runs": [1.0, 1.0]}
+    assert (tmp_path / "rep" / "run1" / "cases.jsonl").exists() and (tmp_path / "rep" / "run2" / "summary.json").exists()
+    assert_input_error(run_cli("bench", "triage", "--cases", str(path), "--repeats", "2"), "needs --out")
 
 
 def test_cases_run_at_once_keep_their_order_and_resume(tmp_path) -> None:

@@ -233,9 +233,11 @@ def answer_in_words(pack: Pack, patient: VignettePatient, question: str) -> str:
 # ---------------------------------------------------------------------------------------------- the consultation
 
 
-def doctor_turn(client: ChatClient, messages: list[dict[str, str]], transcript: list[dict[str, str]], role: str, max_tokens: int) -> tuple[str, FinalAnswer | None]:
+def doctor_turn(
+    client: ChatClient, messages: list[dict[str, str]], transcript: list[dict[str, str]], role: str, max_tokens: int, temperature: float = 0.0
+) -> tuple[str, FinalAnswer | None]:
     """One turn of a chat-model doctor: its reply (kept in the messages and the transcript) and its final answer, if it gave one."""
-    reply = client.chat(messages, max_tokens=max_tokens, temperature=0.0)
+    reply = client.chat(messages, max_tokens=max_tokens, temperature=temperature)
     reply = reply if isinstance(reply, str) else ""
     messages.append({"role": "assistant", "content": reply})
     transcript.append({"role": role, "text": reply})
@@ -249,11 +251,14 @@ def run_llm_agent(
     max_turns: int = 20,
     max_tokens: int = 400,
     patient_answer: Callable[[str], str] | None = None,
+    check_leaks: bool = True,
+    temperature: float = 0.0,
 ) -> dict[str, Any]:
     """One consultation of a chat model with the vignette patient, as a bench row (the engine's shape plus malformed and error).
 
     `patient_answer` (question → answer) replaces the deterministic patient, e.g. `llm_patient`; its
-    turns are then leak-checked and the flagged ones listed under `leaks`.
+    turns are then leak-checked (unless `check_leaks` is off: a deterministic record's answers) and
+    the flagged ones listed under `leaks`.
     """
     if max_turns < 1:
         raise ValueError("max_turns must be at least 1")
@@ -267,7 +272,7 @@ def run_llm_agent(
     nudged = False
     try:
         while True:
-            reply, final = doctor_turn(client, messages, transcript, "agent", max_tokens)
+            reply, final = doctor_turn(client, messages, transcript, "agent", max_tokens, temperature)
             if final is not None:
                 row.update(ended=True, differential=final.differential, triage=final.triage, tests=final.tests, malformed=final.malformed)
                 break
@@ -279,7 +284,7 @@ def run_llm_agent(
                 answer, nudged = FINAL_NUDGE, True
             elif patient_answer is not None:
                 answer = patient_answer(reply)
-                flags = leak_check(pack, vignette, answer)
+                flags = leak_check(pack, vignette, answer) if check_leaks else []
                 if flags:
                     row["leaks"].append({"turn": len(transcript), "flags": flags})
             else:
@@ -338,3 +343,15 @@ def leak_check(pack: Pack, vignette: Vignette, text: str) -> list[str]:
         if term not in story:
             flags.append(f"clinical term not in the vignette: {term}")
     return flags
+
+
+def run_llm_ddxplus(client: ChatClient, pack: Pack, record: Any, rng: Any, max_turns: int = 20, max_tokens: int = 400) -> dict[str, Any]:
+    """A chat model consulting a DDXPlus patient record: its free-text questions answered from the record, finding by finding."""
+    from diagnostician.bench.freetext import opening_sentence
+    from diagnostician.bench.simulator import DDXPlusPatient
+
+    patient = DDXPlusPatient(pack, record)
+    name = pack.condition(record.pathology).name
+    opening = opening_sentence(pack, record, rng)
+    v = Vignette(f"row{record.row}", opening, opening, float(record.age), record.sex, name)
+    return run_llm_agent(client, pack, v, max_turns, max_tokens, patient_answer=lambda q: answer_in_words(pack, patient, q), check_leaks=False)

@@ -421,6 +421,8 @@ def cmd_bench_ddxplus(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise InputError(f"--out {args.out} exists and is not a folder")
     _policy(args)
+    if args.agent != "engine":
+        return _bench_ddxplus_chat_model(args)
     config = BenchConfig(
         pack=args.pack, max_questions=args.max_questions, ceiling=not args.no_ceiling, confidence=args.confidence, review=not args.no_review
     )
@@ -439,6 +441,48 @@ def cmd_bench_ddxplus(args: argparse.Namespace) -> int:
         print(json.dumps(summaries, indent=1))
     if args.out and len(args.cases) > 1:
         Path(args.out, "ddxplus_summary.json").write_text(json.dumps(summaries, indent=1) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+def _bench_ddxplus_chat_model(args: argparse.Namespace) -> int:
+    """A chat model as the doctor on DDXPlus patients: free-text questions answered from each record; GTPA@1/@5 and turns."""
+    import random
+
+    from diagnostician.bench.agents import run_llm_ddxplus
+    from diagnostician.bench.ddxplus import read_cases
+    from diagnostician.bench.jsonl import run_logged
+    from diagnostician.bench.scoring import icd10_map, pack_synonyms, top_k_hit
+    from diagnostician.cli.talk import _llm_client
+    from diagnostician.knowledge.schema import load_pack
+
+    if args.agent != "openai":
+        raise InputError(f"--agent {args.agent}: choose engine (the default) or openai (any OpenAI-compatible chat model)")
+    pack = load_pack(args.pack)
+    client = _llm_client(args, "--agent openai")
+    syn, icd = pack_synonyms(pack), icd10_map(pack)
+    summaries = {}
+    try:
+        for path in args.cases:
+            if not Path(path).is_file():
+                raise InputError(f"case file not found: {path}")
+            records = list(read_cases(pack, path, args.limit or 50))  # a chat model is slow: 50 cases unless --limit says
+            out = Path(args.out) / Path(path).stem if args.out else None
+            rows, _ = run_logged(records, lambda r: f"row{r.row}", lambda r: run_llm_ddxplus(client, pack, r, random.Random(f"0:{r.row}"),
+                                 max_turns=args.max_questions or 20), out, redo=lambda row: bool(row.get("error")))  # fmt: skip
+            hits = [top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=syn, icd10=icd) for r in rows]
+            n = len(rows) or 1
+            summary = {
+                "cases": len(rows), "agent": f"openai:{client.config.model}",
+                "gtpa@1": round(sum(bool(h[0] and h[1] == 1) for h in hits) / n, 4), "gtpa@5": round(sum(bool(h[0]) for h in hits) / n, 4),
+                "turns": round(sum(r.get("turns") or 0 for r in rows) / n, 2),
+                "malformed": sum(bool(r.get("malformed")) for r in rows), "errors": sum(bool(r.get("error")) for r in rows),
+            }  # fmt: skip
+            summaries[Path(path).name] = summary
+            if out:
+                (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    finally:
+        client.close()
+    print(json.dumps(summaries, indent=1))
     return EXIT_OK
 
 
@@ -783,6 +827,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--no-ceiling", action="store_true", help="skip the all-evidence-known ceiling")
     bd.add_argument("--json", action="store_true", help="print summaries as JSON instead of Markdown")
     bd.add_argument("--quiet", action="store_true", help="no progress bar")
+    bd.add_argument("--agent", default="engine", help="the doctor: engine, or openai (a chat model; its free-text questions are answered from each record)")
+    bd.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (with --agent openai)")
     bd.set_defaults(func=cmd_bench_ddxplus)
 
     from diagnostician.cli.talk import add_commands

@@ -276,8 +276,35 @@ def _case_bench_inputs(args: argparse.Namespace, what: str) -> tuple[Any, Path |
     return load_pack(args.pack), (Path(args.out) if args.out else None)
 
 
+def _repeated(args: argparse.Namespace, kind: str) -> int:
+    """Run a vignette bench `--repeats` times (run1/, run2/… under --out) and report each metric's mean and spread."""
+    import statistics
+
+    if args.repeats < 2 or args.repeats > 20:
+        raise InputError("--repeats must lie between 2 and 20")
+    if not args.out:
+        raise InputError("--repeats needs --out (each run is kept in its own folder)")
+    runs = []
+    for i in range(1, args.repeats + 1):
+        one = argparse.Namespace(**{**vars(args), "repeats": 1, "out": str(Path(args.out) / f"run{i}"), "json": True, "seed": args.seed + i - 1})
+        _vignette_bench(one, kind)
+        runs.append(json.loads((Path(one.out) / "summary.json").read_text(encoding="utf-8")))
+    keys = ("accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("top1", "top3", "top5", "turns")
+    spread = {}
+    for k in keys:
+        vals = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
+        if vals:
+            spread[k] = {"mean": round(statistics.fmean(vals), 4), "sd": round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0, "runs": vals}
+    out = {"repeats": args.repeats, "agent": runs[0].get("agent"), "metrics": spread}
+    (Path(args.out) / "repeats.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(out, indent=1))
+    return EXIT_OK
+
+
 def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     """Run the engine or a chat model on a vignette file with the deterministic vignette patient; print and write the summary."""
+    if getattr(args, "repeats", 1) > 1:
+        return _repeated(args, kind)
     from diagnostician.bench.ddxplus import PEDIATRIC_AGE
     from diagnostician.bench.vignettes import diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
 
@@ -292,6 +319,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         raise InputError(f"--unmentioned {args.unmentioned}: choose absent (the default) or unknown")
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
+    if not 0.0 <= args.temperature <= 2.0:
+        raise InputError("--temperature must lie between 0 and 2")
     pack, out = _case_bench_inputs(args, "vignette")
     vignettes = load_vignettes(args.cases)[: args.limit]
     client: Any = None
@@ -314,7 +343,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
 
         def llm_consult(v: Any) -> dict[str, Any]:
             answer = llm_patient(patient_client, v) if patient_client is not None else None
-            return run_llm_agent(client, pack, v, patient_answer=answer)
+            return run_llm_agent(client, pack, v, patient_answer=answer, temperature=args.temperature)
 
         consult = llm_consult
     elif args.patient == "llm":
@@ -362,7 +391,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     try:
         results = run_cases(
             pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult, workers=args.workers,
-            unmentioned=args.unmentioned,
+            unmentioned=args.unmentioned, seed=args.seed,
         )
     finally:
         if bar:
@@ -655,6 +684,9 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--unmentioned", default="absent", help="deterministic patient: what it answers about findings the vignette does not mention, absent (default) or unknown")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
+        bv.add_argument("--repeats", type=int, default=1, help="run the bench N times (run1/…/runN under --out) and report mean and SD of each metric")
+        bv.add_argument("--seed", type=int, default=0, help="seed of the simulated patient's wording (repeats use seed, seed+1, …)")
+        bv.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of a chat-model doctor (repeats differ only above 0)")
         bv.add_argument("--out", help="folder for cases.jsonl (transcripts; a rerun resumes), summary.json, summary.md and decisions.jsonl (the matcher's judgement per case)")
         bv.add_argument("--pack", default="broad", help="knowledge pack (default broad; ddxplus, broad+ddxplus or a folder)")
         bv.add_argument("--json", action="store_true")

@@ -63,14 +63,16 @@ def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3
     order = np.argsort(-bits, kind="stable")
     meta = {r["code"]: r for r in pack.meta.get("results") or ()}
     out = []
-    for r in order[:k]:
-        if bits[r] < MIN_BITS:
+    for r in order:
+        if bits[r] < MIN_BITS or len(out) >= k:
             break
         f = pack.findings[idx[r]]
         info = meta.get(f.code, {})
         # The conditions the result is about (sensitivity above the false-positive rate), most likely first.
         about = np.where((q[:, r] > q[:, r].min()) & (p >= floor))[0]
         about = about[np.argsort(-p[about], kind="stable")]
+        if len(about) == 0:
+            continue  # never a test that bears on no condition of the differential
         out.append(TestSuggestion(
             f.code, info.get("test", f.question), info.get("kind", f.stage), float(p[about].sum()), float(p[about].sum()),
             tuple((pack.conditions[c].name, float(p[c])) for c in about), float(bits[r]), f.code,
