@@ -144,3 +144,34 @@ def test_the_engine_talks_to_a_patient_who_answers_in_free_text() -> None:
     assert c is not None and asked and all(q.endswith("?") for q in asked)
     assert any(t["text"].startswith("yes, a dry") for t in row["transcript"] if t["role"] == "patient")
     assert c.state.answered["cough"].value is True and row["differential"]
+
+
+def test_an_llm_judge_decides_only_where_the_rules_find_no_match_and_is_logged(pack) -> None:
+    from test_agents import ScriptedClient
+
+    from diagnostician.bench.scoring import judge_verdict
+
+    rows = [
+        {"id": "a", "diagnosis": "Acute bronchitis", "differential": ["Acute bronchitis"], "turns": 3},  # the rules match: no judge call
+        {"id": "b", "diagnosis": "Heart attack", "differential": ["Pneumonia", "Possible NSTEMI / STEMI"], "turns": 3},
+        {"id": "c", "diagnosis": "Gout", "differential": ["Pneumonia"], "turns": 3},
+    ]
+    judge = ScriptedClient(["No.", "Yes", "no"])
+    s = diagnosis_summary(pack, rows, judge=judge)
+    assert len(judge.calls) == 3 and "Reference diagnosis: Heart attack" in judge.calls[0][0]["content"]
+    assert s["top1"] == round(1 / 3, 4) and s["top3"] == round(2 / 3, 4) and s["judged"] == 2
+    b = next(d for d in s["decisions"] if d["id"] == "b")
+    assert b["rule"] == "llm-judge" and b["rank"] == 2 and [j["verdict"] for j in b["judge"]] == [False, True]
+    assert judge_verdict("Yes, the same condition") is True and judge_verdict("no") is False and judge_verdict("maybe") is None
+    assert judge_verdict("yes and no") is None
+    failing = ScriptedClient([RuntimeError("judge down")])
+    s2 = diagnosis_summary(pack, rows[2:], judge=failing)  # a failing judge leaves the rules' verdict, logged
+    assert s2["top5"] == 0 and "error" in s2["decisions"][0]["judge"][0]
+
+
+def test_elicited_key_findings_and_danger_sign_questions_are_measured(tmp_path, pack) -> None:
+    path = _write(tmp_path, "avey.jsonl", [AVEY])
+    (row,) = run_cases(pack, load_vignettes(path), None)
+    assert row["key_findings"] > 0 and 0 <= row["elicited"] <= row["key_findings"] and isinstance(row["red_flag_asked"], bool)
+    s = diagnosis_summary(pack, [row])
+    assert 0 <= s["key_findings_elicited"] <= 1 and s["red_flag_questions"] in (0.0, 1.0)

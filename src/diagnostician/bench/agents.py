@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from diagnostician.bench.scoring import normalise_diagnosis
-from diagnostician.bench.vignettes import Vignette, VignettePatient
+from diagnostician.bench.vignettes import Vignette, VignettePatient, red_flag_findings
 from diagnostician.dialogue.grounding import grounding_of
 from diagnostician.dialogue.llm import LLMUnavailable
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, read_text
@@ -204,17 +204,23 @@ def _lay(value: Any, absent: Any, labels: dict[str, str]) -> str:
     return "yes, " + " and ".join(named) if named else "yes"
 
 
-def answer_in_words(pack: Pack, patient: VignettePatient, question: str) -> str:
-    """The vignette patient's short lay answer to a free-text question (yes / no / I don't know per finding it names)."""
+def asked_about(pack: Pack, question: str) -> dict[str, str]:
+    """The findings a free-text question asks about (read with confidence), with the words that name each."""
     try:
         reading = read_text(pack, question[:MAX_CHARS])
     except InputError:
-        return NOT_SURE
+        return {}
     asked: dict[str, str] = {}
     for m in reading.mentions:
         if m.confidence < CONFIRM_BELOW or m.code in asked:
             continue  # a loose fuzzy match is not what the doctor asked about
         asked[m.code] = m.text or pack.finding(m.code).question
+    return asked
+
+
+def answer_in_words(pack: Pack, patient: VignettePatient, question: str) -> str:
+    """The vignette patient's short lay answer to a free-text question (yes / no / I don't know per finding it names)."""
+    asked = asked_about(pack, question)
     if not asked:
         return NOT_SURE
     parts = []
@@ -270,6 +276,10 @@ def run_llm_agent(
                            "malformed": False, "error": None, "leaks": []}  # fmt: skip
     questions = 0
     nudged = False
+    key = patient.stated()
+    opening = {code for code in asked_about(pack, vignette.opening) if code in key}  # what the patient said first
+    learned: set[str] = set(opening)
+    questioned: set[str] = set()
     try:
         while True:
             reply, final = doctor_turn(client, messages, transcript, "agent", max_tokens, temperature)
@@ -283,17 +293,22 @@ def run_llm_agent(
             if questions >= max_turns:
                 answer, nudged = FINAL_NUDGE, True
             elif patient_answer is not None:
+                questioned |= set(asked_about(pack, reply))
                 answer = patient_answer(reply)
                 flags = leak_check(pack, vignette, answer) if check_leaks else []
                 if flags:
                     row["leaks"].append({"turn": len(transcript), "flags": flags})
             else:
+                codes = asked_about(pack, reply)
+                questioned |= set(codes)
+                learned |= {c for c in codes if c in key}  # asked about a stated finding: the answer is yes
                 answer = answer_in_words(pack, patient, reply)
             messages.append({"role": "user", "content": answer})
             transcript.append({"role": "patient", "text": answer})
     except LLMUnavailable as exc:
         row["error"] = str(exc)
-    row["turns"] = questions
+    learned |= questioned & key
+    row.update(turns=questions, key_findings=len(key), elicited=len(learned), red_flag_asked=bool(questioned & red_flag_findings(pack)))
     return row
 
 

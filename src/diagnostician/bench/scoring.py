@@ -448,3 +448,38 @@ def parse_grader_verdicts(texts: Iterable[str | None]) -> tuple[list[bool | None
     """Verdicts of many grader replies and the number that could not be read."""
     verdicts = [parse_grader_verdict(t) for t in texts]
     return verdicts, sum(v is None for v in verdicts)
+
+
+# ---------------------------------------------------------------------------------------------
+# An optional LLM judge, asked only where the deterministic rules find no match
+
+JUDGE_PROMPT = """\
+You compare two diagnoses. Answer with exactly one word: yes if the predicted diagnosis names the same \
+condition as the reference diagnosis (a synonym, a more specific form of it, or the same disease with \
+another name), no otherwise.
+
+Reference diagnosis: {gold}
+Predicted diagnosis: {prediction}"""
+
+
+def judge_verdict(reply: str) -> bool | None:
+    """yes → True, no → False, anything else (or both) → None, read leniently."""
+    words = set(re.findall(r"[a-z]+", (reply or "").lower()))
+    yes, no = bool(words & {"yes", "same", "true"}), bool(words & {"no", "different", "false"})
+    return None if yes == no else yes
+
+
+def judged_top_k(client: Any, predictions: Sequence[str], gold: str, k: int, max_tokens: int = 8) -> tuple[bool, int | None, list[dict[str, Any]]]:
+    """Ask a judge model, prediction by prediction, whether one of the first k names the gold diagnosis; every judgement kept."""
+    log: list[dict[str, Any]] = []
+    for i, pred in enumerate(list(predictions)[: max(0, k)]):
+        try:
+            reply = client.chat([{"role": "user", "content": JUDGE_PROMPT.format(gold=gold, prediction=pred)}], max_tokens=max_tokens, temperature=0.0)
+        except Exception as exc:  # a judge that fails leaves the rules' verdict standing; the failure is logged
+            log.append({"prediction": pred, "reply": None, "verdict": None, "error": str(exc)[:200]})
+            break
+        verdict = judge_verdict(reply if isinstance(reply, str) else "")
+        log.append({"prediction": pred, "reply": (reply or "")[:200], "verdict": verdict})
+        if verdict:
+            return True, i + 1, log
+    return False, None, log

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.freetext import talk
 from diagnostician.bench.jsonl import read_jsonl, run_logged
-from diagnostician.bench.scoring import icd10_map, match_diagnosis, mcnemar, pack_synonyms, to_semigran, top_k_hit, triage_metrics
+from diagnostician.bench.scoring import icd10_map, judged_top_k, match_diagnosis, mcnemar, pack_synonyms, to_semigran, top_k_hit, triage_metrics
 from diagnostician.dialogue.mentions import ABSENT, PRESENT, Reading
 from diagnostician.dialogue.nlu import MAX_CHARS, language, normalise, read_demographics, read_text
 from diagnostician.engine.posterior import AnswerValue
@@ -111,6 +111,10 @@ class VignettePatient:
         lexicon = load_lexicon(pack)
         self.broader = lexicon.implies if lexicon.characterises else {}
 
+    def stated(self) -> set[str]:
+        """The findings the vignette states present: its key findings, which a good inquiry elicits."""
+        return {code for code, m in self.said.items() if m.polarity == PRESENT}
+
     def pick(self, menu: list[str]) -> str | None:
         """From a menu of findings offered when the opening was not understood, the first one the vignette states."""
         return next((code for code in menu if (m := self.said.get(code)) is not None and m.polarity == PRESENT), None)
@@ -156,13 +160,24 @@ def consult_with_patient(
         out.update(differential=[], triage=None, turns=0)
         return out, None
     a = c.assessment(explain_top=0)
+    key = patient.stated()
+    learned = {x.code for x in c.state.answers if x.is_positive(pack)}
+    asked = {x.code for x in c.state.answers[c.initial :]}
     out.update(
         differential=[e.name for e in a.differential[:5]],
         triage=a.triage.level,
         red_flags=[r.id for r in a.triage.red_flags],
         turns=c.questions_asked,
+        key_findings=len(key),
+        elicited=len(key & learned),
+        red_flag_asked=bool(asked & red_flag_findings(pack)),
     )
     return out, c
+
+
+def red_flag_findings(pack: Pack) -> set[str]:
+    """The findings a danger sign of the pack is made of."""
+    return {code for r in pack.red_flags for code, _ in r.when}
 
 
 def run_cases(
@@ -190,19 +205,27 @@ def run_cases(
     return results
 
 
-def diagnosis_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """top1 / top3 / top5 of the differential against each vignette's diagnosis, and the mean number of questions."""
+def diagnosis_summary(pack: Pack, results: list[dict[str, Any]], judge: Any = None) -> dict[str, Any]:
+    """top1 / top3 / top5 of the differential against each vignette's diagnosis, the mean number of questions, what was elicited.
+
+    The matcher's deterministic rules decide first; with a `judge` (a chat client) a case they find no
+    match for is put to the judge prediction by prediction, and every judgement is logged.
+    """
     icd = icd10_map(pack)
     n = len(results)
     hits = {k: 0 for k in (1, 3, 5)}
     decisions = []
     for r in results:
-        hit, rank, match = top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=pack_synonyms(pack), icd10=icd)
+        preds = r.get("differential") or []
+        hit, rank, match = top_k_hit(preds, r["diagnosis"], 5, synonyms=pack_synonyms(pack), icd10=icd)
+        # Every judgement of the matcher is kept: which prediction matched, by which rule.
+        decision = {"id": r["id"], "gold": r["diagnosis"], "rank": rank, "matched": preds[rank - 1] if rank else None, "rule": match.rule, "detail": match.detail}
+        if not hit and judge is not None and preds:
+            hit, rank, log = judged_top_k(judge, preds, r["diagnosis"], 5)
+            decision.update(judge=log, rank=rank, matched=preds[rank - 1] if rank else None, rule="llm-judge" if hit else match.rule)
         for k in hits:
             hits[k] += bool(hit and rank is not None and rank <= k)
-        # Every judgement of the matcher is kept: which prediction matched, by which rule.
-        decisions.append({"id": r["id"], "gold": r["diagnosis"], "rank": rank, "matched": (r.get("differential") or [])[rank - 1] if rank else None,
-                          "rule": match.rule, "detail": match.detail})  # fmt: skip
+        decisions.append(decision)
     covered = sum(in_pack(pack, r["diagnosis"]) for r in results)
     return {
         "cases": n,
@@ -212,7 +235,19 @@ def diagnosis_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, An
         "top5": round(hits[5] / n, 4) if n else None,
         "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2) if n else None,
         "ended": sum(bool(r.get("ended")) for r in results),
+        **elicitation(results),
+        "judged": sum(1 for d in decisions if d.get("judge")) if judge is not None else None,
         "decisions": decisions,
+    }
+
+
+def elicitation(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Share of each vignette's stated findings the agent elicited (mean over vignettes with any), and how often it asked a danger-sign question."""
+    keyed = [r for r in results if r.get("key_findings")]
+    asked = [r for r in results if r.get("red_flag_asked") is not None]
+    return {
+        "key_findings_elicited": round(sum(r["elicited"] / r["key_findings"] for r in keyed) / len(keyed), 4) if keyed else None,
+        "red_flag_questions": round(sum(bool(r["red_flag_asked"]) for r in asked) / len(asked), 4) if asked else None,
     }
 
 

@@ -398,8 +398,24 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
             bar.stop()
         if client is not None:
             client.close()
-    summarise = (lambda rows: triage_summary(rows)) if kind == "triage" else (lambda rows: diagnosis_summary(pack, rows))
-    summary = summarise(results)
+    judge: Any = None
+    if kind != "triage" and getattr(args, "judge", False):
+        from diagnostician.dialogue.llm import LLMClient, LLMConfig
+
+        judge_config = LLMConfig.from_env(args.judge_config, prefix="DIAGNOSTICIAN_JUDGE_") or LLMConfig.from_env(None, prefix=GRADER_ENV)
+        if judge_config is None:
+            raise InputError("--judge needs a model: set DIAGNOSTICIAN_JUDGE_BASE_URL and _MODEL (or DIAGNOSTICIAN_GRADER_*), or pass --judge-config FILE")
+        judge = LLMClient(judge_config)
+    try:
+        summarise = (lambda rows: triage_summary(rows)) if kind == "triage" else (lambda rows: diagnosis_summary(pack, rows, judge=judge))
+        summary = summarise(results)
+    finally:
+        if judge is not None:
+            judge.close()
+    if kind == "triage":
+        from diagnostician.bench.vignettes import elicitation
+
+        summary.update(elicitation(results))  # did the inquiry ask for danger signs, and elicit what the vignette states
     decisions = summary.pop("decisions", [])  # the matcher's judgement on every case, kept beside the summary
     # The paediatric slice: the same metrics on the vignettes of patients under 18.
     ages = {v.id: v.age for v in vignettes}
@@ -411,7 +427,8 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         summary["leaky_dialogues"] = [r["id"] for r in results if r.get("leaks")]
     if client is not None:
         summary.update(malformed=sum(bool(r.get("malformed")) for r in results), errors=sum(bool(r.get("error")) for r in results))
-    keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall") if kind == "triage" else ("cases", "coverage", "top1", "top3", "top5", "turns", "ended")
+    keys = ("cases", "accuracy", "under_triage", "over_triage", "emergency_recall", "red_flag_questions") if kind == "triage" else (
+        "cases", "coverage", "top1", "top3", "top5", "turns", "key_findings_elicited", "red_flag_questions", "ended", "judged")  # fmt: skip
     keys += ("malformed", "errors")  # only in a chat model's summary
     table = "\n".join(iter_markdown(summary, keys))
     if summary["pediatric"].get("cases"):
@@ -684,6 +701,8 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--limit", type=int, help="first N vignettes")
         bv.add_argument("--unmentioned", default="absent", help="deterministic patient: what it answers about findings the vignette does not mention, absent (default) or unknown")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
+        bv.add_argument("--judge", action="store_true", help="where the matcher's rules find no match, ask a judge model (DIAGNOSTICIAN_JUDGE_* or _GRADER_*); every judgement is logged in decisions.jsonl")
+        bv.add_argument("--judge-config", metavar="FILE", help="TOML [llm] table of the judge model")
         bv.add_argument("--repeats", type=int, default=1, help="run the bench N times (run1/…/runN under --out) and report mean and SD of each metric")
         bv.add_argument("--seed", type=int, default=0, help="seed of the simulated patient's wording (repeats use seed, seed+1, …)")
         bv.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of a chat-model doctor (repeats differ only above 0)")
