@@ -197,14 +197,19 @@ def test_full_consultation_click_through(server, page, tmp_path) -> None:
     assert page.is_visible("#start") and not page.is_visible("#banner")
 
 
+def start_with_complaint(page: Any, server: Any, code: str, age: str = "30", sex: str = "F") -> None:
+    """Open the page and start a consultation from the first screen: age, sex and one common complaint."""
+    page.goto(server.url + "/")
+    page.wait_for_selector(f"#c-{code}")
+    page.fill("#age", age)
+    page.check(f"#sex-{sex}")
+    page.check(f"#c-{code}")
+    page.click("#start-btn")
+
+
 def test_each_question_type_gets_its_control(server, page) -> None:
     """Pain as the complaint brings multi-choice (with a filter box), 0-10 scales and yes/no early on."""
-    page.goto(server.url + "/")
-    page.wait_for_selector("#c-E_53")
-    page.fill("#age", "30")
-    page.check("#sex-F")
-    page.check("#c-E_53")
-    page.click("#start-btn")
+    start_with_complaint(page, server, "E_53")
     qid = None
     types: set[str] = set()
     for _ in range(12):

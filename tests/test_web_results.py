@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-from test_web import _answer_some, _settled, browser  # noqa: F401
+from test_web import start_with_complaint, _answer_some, _settled, browser  # noqa: F401
 
 from diagnostician.engine import NOTICE
 
@@ -25,12 +25,7 @@ def _idle(page: Any) -> None:
 
 def test_results_are_entered_after_the_inquiry(server, page) -> None:
     # A short consultation through the page (it opens no consultation by URL): sore throat, then answers to the end.
-    page.goto(server.url + "/")
-    page.wait_for_selector("#c-E_97")
-    page.fill("#age", "30")
-    page.check("#sex-F")
-    page.check("#c-E_97")
-    page.click("#start-btn")
+    start_with_complaint(page, server, "E_97")
     assert _settled(page, None) == "ask"
     assert not page.is_visible("#results-form")  # only with the assessment, once the inquiry is done
     _answer_some(page, 100)

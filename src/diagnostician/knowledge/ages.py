@@ -7,7 +7,6 @@ simply not asked: nothing is entered for them, so the differential is as if the 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from diagnostician.errors import PackError
-from diagnostician.knowledge.schema import Pack
+from diagnostician.knowledge.schema import Pack, read_table
 
 ASK_AGES_FILE = Path(__file__).parent / "sources" / "ask_ages.json"
 FORMAT = "diagnostician-ask-ages/1"
@@ -60,13 +59,8 @@ def parse_ask_ages(data: Any, where: str = "ask-ages table") -> tuple[AskAge, ..
 @lru_cache(maxsize=1)
 def load_ask_ages() -> tuple[AskAge, ...]:
     """The shipped table (empty when the file is absent)."""
-    if not ASK_AGES_FILE.exists():
-        return ()
-    try:
-        data = json.loads(ASK_AGES_FILE.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackError(f"cannot read {ASK_AGES_FILE}: {exc}") from exc
-    return parse_ask_ages(data, ASK_AGES_FILE.name)
+    data = read_table(ASK_AGES_FILE, optional=True)
+    return () if data is None else parse_ask_ages(data, ASK_AGES_FILE.name)
 
 
 _LIMITS: dict[int, tuple[Pack, np.ndarray, np.ndarray]] = {}

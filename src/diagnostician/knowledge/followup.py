@@ -7,14 +7,13 @@ that finding is still present after the stated number of days.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from diagnostician.errors import PackError
-from diagnostician.knowledge.schema import TRIAGE_LEVELS, Pack
+from diagnostician.knowledge.schema import TRIAGE_LEVELS, Pack, read_table
 
 FOLLOWUP_FILE = Path(__file__).parent / "sources" / "followup.json"
 FORMAT = "diagnostician-followup/1"
@@ -128,19 +127,9 @@ def parse_followup(data: Any, where: str = "followup knowledge") -> FollowupKnow
 
 @lru_cache(maxsize=1)
 def _shipped() -> FollowupKnowledge:
-    try:
-        data = json.loads(FOLLOWUP_FILE.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackError(f"cannot read {FOLLOWUP_FILE}: {exc}") from exc
-    return parse_followup(data, str(FOLLOWUP_FILE.name))
+    return parse_followup(read_table(FOLLOWUP_FILE), str(FOLLOWUP_FILE.name))
 
 
 def load_followup(path: Path | None = None) -> FollowupKnowledge:
     """The follow-up knowledge (the shipped file by default), validated."""
-    if path is None:
-        return _shipped()
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackError(f"cannot read {path}: {exc}") from exc
-    return parse_followup(data, str(path))
+    return _shipped() if path is None else parse_followup(read_table(Path(path)), str(path))

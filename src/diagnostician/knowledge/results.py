@@ -11,7 +11,6 @@ has no likelihood here: the engine records it and says it cannot interpret it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from diagnostician.errors import PackError
-from diagnostician.knowledge.schema import BINARY, Finding, Pack
+from diagnostician.knowledge.schema import BINARY, Finding, Pack, read_table
 
 RESULTS_FILE = Path(__file__).parent / "sources" / "test_results.json"
 FORMAT = "diagnostician-results/1"
@@ -98,13 +97,8 @@ def parse_results(data: Any, where: str = "results table") -> tuple[ResultEntry,
 @lru_cache(maxsize=1)
 def load_results() -> tuple[ResultEntry, ...]:
     """The shipped table (empty when the file is absent)."""
-    if not RESULTS_FILE.exists():
-        return ()
-    try:
-        data = json.loads(RESULTS_FILE.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackError(f"cannot read {RESULTS_FILE}: {exc}") from exc
-    return parse_results(data, RESULTS_FILE.name)
+    data = read_table(RESULTS_FILE, optional=True)
+    return () if data is None else parse_results(data, RESULTS_FILE.name)
 
 
 def entries_for(pack: Pack, entries: tuple[ResultEntry, ...] | None = None) -> list[tuple[ResultEntry, np.ndarray]]:

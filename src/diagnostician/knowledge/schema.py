@@ -215,6 +215,16 @@ def _read_json(path: Path) -> Any:
         raise PackError(f"pack file is not valid JSON: {path}: {exc}") from exc
 
 
+def read_table(path: Path, optional: bool = False) -> Any:
+    """A curated knowledge table's JSON (None when `optional` and absent); PackError naming the file otherwise."""
+    if optional and not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PackError(f"cannot read {path}: {exc}") from exc
+
+
 def _likelihood_arrays(tables: dict[str, Any], n_c: int, n_k: int) -> tuple[np.ndarray, np.ndarray]:
     """Dense (C, K) likelihoods and source codes, from a dense table or a sparse one.
 
