@@ -236,7 +236,7 @@ def diagnosis_summary(pack: Pack, results: list[dict[str, Any]], judge: Any = No
         "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2) if n else None,
         "ended": sum(bool(r.get("ended")) for r in results),
         **elicitation(results),
-        "judged": sum(1 for d in decisions if d.get("judge")) if judge is not None else None,
+        **({"judged": sum(1 for d in decisions if d.get("judge"))} if judge is not None else {}),
         "decisions": decisions,
     }
 
