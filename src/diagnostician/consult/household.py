@@ -29,7 +29,7 @@ from diagnostician.dialogue.nlu import reader_for
 from diagnostician.engine.posterior import MAX_AGE, check_age, normalise_sex
 from diagnostician.errors import InputError, SessionError
 from diagnostician.knowledge.schema import BINARY, Pack
-from diagnostician.knowledge.vitals import Reading, find_vital, format_reading, is_outside_normal, load_vitals, parse_reading
+from diagnostician.knowledge.vitals import Reading, format_reading, is_outside_normal, load_vitals, parse_reading
 
 MEMBER_FORMAT = "diagnostician-member/1"
 HISTORY_KINDS = ("condition", "medication", "allergy", "antecedent")
@@ -562,8 +562,3 @@ def _note(text: str) -> str:
     if len(note) > MAX_TEXT:
         raise InputError(f"a note is at most {MAX_TEXT} characters")
     return note
-
-
-def vital_label(code: str) -> str:
-    """The label of a vital sign code or alias (e.g. 'bp' → 'Blood pressure')."""
-    return find_vital(code).label
