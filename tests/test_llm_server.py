@@ -174,6 +174,25 @@ def test_llm_doctor_patient_and_measurement_on_an_osce_case(client, tmp_path):
     print("llm OSCE doctor:", {k: row[k] for k in ("ended", "turns", "tests_ordered", "malformed", "differential")})
 
 
+def test_cli_chat_model_on_ddxplus_records(llama, tmp_path, monkeypatch):
+    # `bench ddxplus --agent openai` end to end against the real server: transcripts, summary JSON and Markdown.
+    from conftest import EN_DEV
+
+    if not EN_DEV.exists():
+        pytest.skip("the DDXPlus dev file is not beside the checkout")
+    from test_cli import run_cli
+
+    monkeypatch.setenv("DIAGNOSTICIAN_LLM_BASE_URL", llama.url)
+    monkeypatch.setenv("DIAGNOSTICIAN_LLM_MODEL", "gemma-3-270m")
+    p = run_cli("bench", "ddxplus", "--cases", str(EN_DEV), "--agent", "openai", "--limit", "1", "--max-questions", "2",
+                "--out", str(tmp_path), "--quiet", timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)[EN_DEV.name]
+    assert summary["cases"] == 1 and summary["errors"] == 0 and 0 <= summary["gtpa@5"] <= 1
+    out = tmp_path / EN_DEV.stem
+    assert (out / "cases.jsonl").exists() and (out / "summary.md").read_text().startswith("| measure | value |")
+
+
 def test_unavailable_after_the_server_stops(llama, pack):
     # Last in the module on purpose: it stops the module's server (stop is idempotent for the fixture).
     llama.stop()

@@ -467,8 +467,22 @@ def _bench_ddxplus_chat_model(args: argparse.Namespace) -> int:
                 raise InputError(f"case file not found: {path}")
             records = list(read_cases(pack, path, args.limit or 50))  # a chat model is slow: 50 cases unless --limit says
             out = Path(args.out) / Path(path).stem if args.out else None
-            rows, _ = run_logged(records, lambda r: f"row{r.row}", lambda r: run_llm_ddxplus(client, pack, r, random.Random(f"0:{r.row}"),
-                                 max_turns=args.max_questions or 20), out, redo=lambda row: bool(row.get("error")))  # fmt: skip
+            bar = None
+            if not args.quiet and sys.stderr.isatty():
+                from rich.progress import Progress
+
+                bar = Progress(transient=True)
+                bar.start()
+                task = bar.add_task(Path(path).name, total=len(records))
+            try:
+                rows, _ = run_logged(
+                    records, lambda r: f"row{r.row}", lambda r: run_llm_ddxplus(client, pack, r, random.Random(f"0:{r.row}"), max_turns=args.max_questions or 20),
+                    out, redo=lambda row: bool(row.get("error")), progress=(lambda n: bar.update(task, completed=n)) if bar else None,
+                    workers=args.workers or 1,
+                )  # fmt: skip
+            finally:
+                if bar:
+                    bar.stop()
             hits = [top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=syn, icd10=icd) for r in rows]
             n = len(rows) or 1
             summary = {
@@ -479,7 +493,10 @@ def _bench_ddxplus_chat_model(args: argparse.Namespace) -> int:
             }  # fmt: skip
             summaries[Path(path).name] = summary
             if out:
+                from diagnostician.bench.vignettes import iter_markdown
+
                 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+                (out / "summary.md").write_text("\n".join(iter_markdown(summary, tuple(summary))) + "\n", encoding="utf-8")
     finally:
         client.close()
     print(json.dumps(summaries, indent=1))
