@@ -5,21 +5,11 @@ Skips like tests/test_web.py when Debian's chromium or Playwright is missing.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
-import pytest
 
-from test_web import browser  # noqa: F401  (the shared headless Chromium fixture)
-
-
-@pytest.fixture()
-def page(browser) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})  # phone-sized, like test_web.py
-    pg = ctx.new_page()
-    pg.set_default_timeout(15_000)
-    yield pg
-    ctx.close()
+from test_web import browser, page  # noqa: F401  (the shared headless Chromium and phone-sized page)
 
 
 def _idle(page: Any) -> None:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
-from test_web import start_with_complaint, _answer_some, _settled, browser  # noqa: F401
+from test_web import start_with_complaint, _answer_some, _settled, browser, page  # noqa: F401
 
 from diagnostician.engine import NOTICE
-
-
-@pytest.fixture()
-def page(browser, tmp_path) -> Iterator[Any]:  # noqa: F811
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
-    pg = ctx.new_page()
-    pg.set_default_timeout(15_000)
-    yield pg
-    ctx.close()
 
 
 def _idle(page: Any) -> None:
