@@ -237,7 +237,7 @@ KeyNameDep = Annotated[Optional[str], Depends(_key_name)]
 
 def _by_id(household: Household, member_id: str) -> str:
     """The member id of a path, checked: paths name members by id only (a name would reach the access log)."""
-    return household.store.get_member(member_id).id  # MemberNotFoundError → 404
+    return household.member_by_id(member_id).id  # MemberNotFoundError → 404
 
 _PROBLEM_TEXT = {
     400: "Malformed JSON or request",
@@ -287,7 +287,7 @@ def router() -> APIRouter:
     @r.get("/members/{member_id}", response_model=MemberOut, summary="Get a household member", responses=_problems(404, 503))
     def get_member(member_id: MemberId, household: HouseholdDep) -> dict[str, Any]:
         """One member's profile with their age today."""
-        return household.member(_by_id(household, member_id)).view()
+        return household.member_by_id(member_id).view()
 
     @r.patch("/members/{member_id}", response_model=MemberOut, summary="Change a member's profile", responses=_problems(400, 404, 413, 415, 422, 503))
     def update_member(member_id: MemberId, body: UpdateMember, household: HouseholdDep) -> dict[str, Any]:

@@ -278,7 +278,6 @@ def run_llm_agent(
     nudged = False
     key = patient.stated()
     opening = {code for code in asked_about(pack, vignette.opening) if code in key}  # what the patient said first
-    learned: set[str] = set(opening)
     questioned: set[str] = set()
     try:
         while True:
@@ -299,15 +298,13 @@ def run_llm_agent(
                 if flags:
                     row["leaks"].append({"turn": len(transcript), "flags": flags})
             else:
-                codes = asked_about(pack, reply)
-                questioned |= set(codes)
-                learned |= {c for c in codes if c in key}  # asked about a stated finding: the answer is yes
+                questioned |= set(asked_about(pack, reply))
                 answer = answer_in_words(pack, patient, reply)
             messages.append({"role": "user", "content": answer})
             transcript.append({"role": "patient", "text": answer})
     except LLMUnavailable as exc:
         row["error"] = str(exc)
-    learned |= questioned & key
+    learned = opening | (questioned & key)  # said first, or asked about a stated finding (the answer is yes)
     row.update(turns=questions, key_findings=len(key), elicited=len(learned), red_flag_asked=bool(questioned & red_flag_findings(pack)))
     return row
 

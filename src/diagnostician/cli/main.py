@@ -452,7 +452,7 @@ def _bench_ddxplus_chat_model(args: argparse.Namespace) -> int:
     from diagnostician.bench.ddxplus import read_cases
     from diagnostician.bench.jsonl import run_logged
     from diagnostician.bench.scoring import icd10_map, pack_synonyms, top_k_hit
-    from diagnostician.cli.talk import _llm_client
+    from diagnostician.cli.talk import _llm_client, progress_bar
     from diagnostician.knowledge.schema import load_pack
 
     if args.agent != "openai":
@@ -467,22 +467,11 @@ def _bench_ddxplus_chat_model(args: argparse.Namespace) -> int:
                 raise InputError(f"case file not found: {path}")
             records = list(read_cases(pack, path, args.limit or 50))  # a chat model is slow: 50 cases unless --limit says
             out = Path(args.out) / Path(path).stem if args.out else None
-            bar = None
-            if not args.quiet and sys.stderr.isatty():
-                from rich.progress import Progress
-
-                bar = Progress(transient=True)
-                bar.start()
-                task = bar.add_task(Path(path).name, total=len(records))
-            try:
+            with progress_bar(args.quiet, Path(path).name, len(records)) as progress:
                 rows, _ = run_logged(
                     records, lambda r: f"row{r.row}", lambda r: run_llm_ddxplus(client, pack, r, random.Random(f"0:{r.row}"), max_turns=args.max_questions or 20),
-                    out, redo=lambda row: bool(row.get("error")), progress=(lambda n: bar.update(task, completed=n)) if bar else None,
-                    workers=args.workers or 1,
+                    out, redo=lambda row: bool(row.get("error")), progress=progress, workers=args.workers or 1,
                 )  # fmt: skip
-            finally:
-                if bar:
-                    bar.stop()
             hits = [top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=syn, icd10=icd) for r in rows]
             n = len(rows) or 1
             summary = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from diagnostician.errors import InputError
 
@@ -132,6 +133,23 @@ def chat_loop(conv: Any, plain: bool) -> None:
         if ended and not sys.stdin.isatty() and reply.startswith(ENDED):
             continue  # scripted input past the assessment: results are read, anything else would only repeat it
         show(reply)
+
+
+@contextmanager
+def progress_bar(quiet: bool, label: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A transient progress bar on a terminal's stderr, as a callback (cases done → bar); None when quiet or piped."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    task = bar.add_task(label, total=total)
+    try:
+        yield lambda n: bar.update(task, completed=n)
+    finally:
+        bar.stop()
 
 
 def _printer(plain: bool) -> Any:
@@ -381,21 +399,12 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
 
         consult = engine_with_played_patient
 
-    bar = None
-    if not args.quiet and sys.stderr.isatty():
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task(Path(args.cases).name, total=len(vignettes))
     try:
-        results = run_cases(
-            pack, vignettes, out, progress=(lambda n: bar.update(task, completed=n)) if bar else None, consult=consult, workers=args.workers,
-            unmentioned=args.unmentioned, seed=args.seed,
-        )
+        with progress_bar(args.quiet, Path(args.cases).name, len(vignettes)) as progress:
+            results = run_cases(
+                pack, vignettes, out, progress=progress, consult=consult, workers=args.workers, unmentioned=args.unmentioned, seed=args.seed
+            )
     finally:
-        if bar:
-            bar.stop()
         if client is not None:
             client.close()
     judge: Any = None

@@ -35,6 +35,7 @@ from diagnostician.engine.workup import basis_of
 from diagnostician.engine.workup import suggestion_lines
 from diagnostician.engine.explain import answer_text, log_lr_matrix
 from diagnostician.engine.posterior import Answer
+from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, TRIAGE_LEVELS, Pack
 
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"  # WHO ICD-10
@@ -160,7 +161,7 @@ class _Content:
 
 def result_words(pack: Pack, ans: Answer) -> str:
     """An examination or test result in words: its label and whether it was positive/abnormal."""
-    label = next((r["label"] for r in pack.meta.get("results") or () if r["code"] == ans.code), pack.finding(ans.code).question)
+    label = result_entries(pack).get(ans.code, {}).get("label", pack.finding(ans.code).question)
     if ans.value is None:
         return f"{label}: result not known"
     return f"{label}: {'positive / abnormal' if ans.is_positive(pack) else 'negative / normal'}"

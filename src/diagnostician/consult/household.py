@@ -437,20 +437,16 @@ class Household:
     def record_mentions(self, member: Member, pack: Pack) -> list[Mention]:
         """The member's history items as findings of this pack, to be confirmed with the patient (never entered silently)."""
         reader = reader_for(pack)
-        out: dict[str, Mention] = {}
-        for item in member.history:
-            for m in reader.read(item.text).mentions:
-                f = pack.finding(m.code)
-                if m.polarity == PRESENT and f.kind == BINARY and m.code not in out:
-                    out[m.code] = Mention(m.code, PRESENT, True, min(m.confidence, 0.5), (0, len(item.text)), item.text, "record")
-        for sentence in self.recent_vitals_text(member):  # a fever measured at home in the last two days
-            for m in reader.read(sentence).mentions:
-                if m.polarity == PRESENT and pack.finding(m.code).kind == BINARY and m.code not in out:
-                    out[m.code] = Mention(m.code, PRESENT, True, 0.5, (0, len(sentence)), sentence, "record")
+        # (what the reader reads, what the patient is shown): history items, a fever measured at home in the
+        # last two days, pregnancy. At most 0.5 confidence: the record is confirmed, never entered silently.
+        sources = [(h.text, h.text) for h in member.history] + [(s, s) for s in self.recent_vitals_text(member)]
         if member.pregnant:
-            for m in reader.read("I am pregnant").mentions:
+            sources.append(("I am pregnant", "pregnant"))
+        out: dict[str, Mention] = {}
+        for text, shown in sources:
+            for m in reader.read(text).mentions:
                 if m.polarity == PRESENT and pack.finding(m.code).kind == BINARY and m.code not in out:
-                    out[m.code] = Mention(m.code, PRESENT, True, 0.5, (0, 8), "pregnant", "record")
+                    out[m.code] = Mention(m.code, PRESENT, True, min(m.confidence, 0.5), (0, len(shown)), shown, "record")
         return list(out.values())
 
     def recent_vitals_text(self, member: Member, hours: float = 48, now: datetime | None = None) -> list[str]:
@@ -507,10 +503,10 @@ class Household:
     def begin_followup(self, followup_id: str, pack: Pack, now: datetime | None = None) -> FollowupStart:
         """What a follow-up consultation starts from: the previous answers, the symptoms to ask about again, and how long they have lasted."""
         t = now or now_utc()
-        fu = self.followup(followup_id)
+        row = self.store.get_followup((followup_id or "").strip())
+        fu = Followup.from_stored(row)
         if fu.status != "open":
             raise FollowupClosedError(f"follow-up {fu.id} is already {fu.status}")
-        row = self.store.get_followup(fu.id)
         previous = self.store.get(fu.consultation_id)
         prev = Consultation.from_dict(previous.data, pack)
         member = self.member(fu.member_id) if fu.member_id else None

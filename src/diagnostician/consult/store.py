@@ -368,6 +368,11 @@ _SEALED = (
 )
 
 
+def _as_read(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as a read would give it back (a JSON round trip: tuples become lists, nothing shared with the caller)."""
+    return json.loads(json.dumps(data))
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -511,7 +516,7 @@ class _SQLStore:
                 " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
                 (cid, name, version, body, now.isoformat(), now.isoformat(), owner, member_id),
             )
-        return StoredConsultation(cid, json.loads(json.dumps(data)), 0, name, version, now, now, owner, member_id)
+        return StoredConsultation(cid, _as_read(data), 0, name, version, now, now, owner, member_id)
 
     def get(self, consultation_id: str) -> StoredConsultation:
         """The stored consultation, or ConsultationNotFoundError."""
@@ -541,7 +546,7 @@ class _SQLStore:
                 raise ConsultationNotFoundError(f"no consultation {consultation_id!r}")
             raise StaleRevisionError(f"consultation {consultation_id} is at revision {row[0]}, not {expected_revision}")
         created, owner, member = self._exec(db, "SELECT created_at, owner, member_id FROM consultations WHERE id = ?", (consultation_id,)).fetchone()
-        return StoredConsultation(consultation_id, json.loads(json.dumps(data)), expected_revision + 1, name, version, _time(created), now, owner, member)
+        return StoredConsultation(consultation_id, _as_read(data), expected_revision + 1, name, version, _time(created), now, owner, member)
 
     def save_answer(
         self, consultation_id: str, expected_revision: int, data: Mapping[str, Any], answer: LoggedAnswer, audit: AuditEntry | None = None
@@ -694,7 +699,7 @@ class _SQLStore:
         mid = uuid.uuid4().hex[:12]
         with self._transaction() as db:
             self._exec(db, "INSERT INTO members (id, data, created_at, updated_at) VALUES (?, ?, ?, ?)", (mid, self._dump(data), now.isoformat(), now.isoformat()))
-        return StoredMember(mid, json.loads(json.dumps(data)), now, now)
+        return StoredMember(mid, _as_read(data), now, now)
 
     def get_member(self, member_id: str) -> StoredMember:
         """The member's stored profile, or MemberNotFoundError."""
@@ -717,7 +722,7 @@ class _SQLStore:
             if cur.rowcount == 0:
                 raise MemberNotFoundError(f"no household member {member_id!r}")
             created = self._exec(db, "SELECT created_at FROM members WHERE id = ?", (member_id,)).fetchone()[0]
-        return StoredMember(member_id, json.loads(json.dumps(data)), _time(created), now)
+        return StoredMember(member_id, _as_read(data), _time(created), now)
 
     def delete_member(self, member_id: str) -> None:
         """Delete a member and all their data (consultations, answers, audit rows, diary, follow-ups) for good."""
@@ -740,7 +745,7 @@ class _SQLStore:
                 db, "INSERT INTO diary (id, member_id, at, data, created_at) VALUES (?, ?, ?, ?, ?)",
                 (eid, member_id, at_utc.isoformat(), self._dump(data), now.isoformat()),
             )  # fmt: skip
-        return StoredDiaryEntry(eid, member_id, at_utc, json.loads(json.dumps(data)), now)
+        return StoredDiaryEntry(eid, member_id, at_utc, _as_read(data), now)
 
     def diary(self, member_id: str) -> list[StoredDiaryEntry]:
         """A member's diary, oldest entry first (MemberNotFoundError for an unknown member)."""
@@ -761,7 +766,7 @@ class _SQLStore:
                 "INSERT INTO followups (id, consultation_id, member_id, due_at, status, data, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
                 (fid, consultation_id, member_id, due.isoformat(), self._dump(data), now.isoformat(), now.isoformat()),
             )
-        return StoredFollowup(fid, consultation_id, member_id, due, "open", json.loads(json.dumps(data)), now, now)
+        return StoredFollowup(fid, consultation_id, member_id, due, "open", _as_read(data), now, now)
 
     def _followup(self, r: Sequence[Any]) -> StoredFollowup:
         return StoredFollowup(r[0], r[1], r[2], _time(r[3]), r[4], self._load(r[5]), _time(r[6]), _time(r[7]))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from diagnostician.dialogue.nlu import PhraseIndex, Target, _phrase, _select, check_text, normalise, stem, tokenize
+from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import Pack
 
 NEGATIONS = {"no", "not", "without", "negative", "normal", "absent", "clear", "unremarkable", "nil", "none"}
@@ -43,11 +44,12 @@ class ResultsRead:
 class _ResultReader:
     def __init__(self, pack: Pack) -> None:
         entries = []
-        for r in pack.meta.get("results") or ():
+        results = result_entries(pack).values()
+        for r in results:
             entries += [(_phrase(t), Target("finding", r["code"], ("yes",))) for t in r["terms"]]
             entries += [(_phrase(t), Target("finding", r["code"], ("no",))) for t in r["negative_terms"]]
         self.index = PhraseIndex(entries)
-        self.tests = sorted({t.name.lower() for t in pack.tests if not t.generic} | {r["test"].lower() for r in pack.meta.get("results") or ()}, key=len, reverse=True)
+        self.tests = sorted({t.name.lower() for t in pack.tests if not t.generic} | {r["test"].lower() for r in results}, key=len, reverse=True)
 
     def read(self, text: str) -> ResultsRead:
         norm = normalise(text)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import Pack, Test
 
 BASIS = (
@@ -51,7 +52,7 @@ def _entropy(m: np.ndarray) -> np.ndarray:
 
 def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3, floor: float = 0.01) -> list[TestSuggestion]:
     """Up to k unanswered results of known accuracy, by the expected information they bring about the diagnosis."""
-    idx = [i for i, f in enumerate(pack.findings) if f.stage != "history" and f.code not in answered]
+    idx = [i for i in np.flatnonzero(~pack.history_mask) if pack.findings[i].code not in answered]
     if not idx:
         return []
     cols = np.array([pack.finding_columns[i][0] for i in idx])
@@ -61,7 +62,7 @@ def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3
     no = p[:, None] * (1 - q) / (1 - py)
     bits = _entropy(p[:, None])[0] - py * _entropy(yes) - (1 - py) * _entropy(no)
     order = np.argsort(-bits, kind="stable")
-    meta = {r["code"]: r for r in pack.meta.get("results") or ()}
+    meta = result_entries(pack)
     out = []
     for r in order:
         if bits[r] < MIN_BITS or len(out) >= k:
@@ -82,7 +83,7 @@ def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3
 
 def suggest_tests(pack: Pack, p: np.ndarray, k: int = 5, floor: float = 0.01, answered: set[str] | None = None) -> list[TestSuggestion]:
     """Up to k tests: results of known accuracy by value of information first, then tests covering the most differential probability."""
-    first = result_suggestions(pack, p, answered or set(), k=min(3, k), floor=floor) if pack.meta.get("results") else []
+    first = result_suggestions(pack, p, answered or set(), k=min(3, k), floor=floor) if result_entries(pack) else []
     return first + _by_mass(pack, p, k - len(first), floor, {t.name.lower() for t in first})
 
 

@@ -57,13 +57,7 @@ class FollowupKnowledge:
 
     def rules_for(self, pack: Pack) -> tuple[CourseRule, ...]:
         """The course rules that name a finding of this pack (a composed pack uses its parts' codes)."""
-        names = {pack.name, *pack.name.split("+")}
-        out = []
-        for r in self.course:
-            code = next((r.findings[n] for n in names if n in r.findings), None)
-            if code is not None and code in pack.finding_index:
-                out.append(r)
-        return tuple(out)
+        return tuple(r for r in self.course if self.code_in(r, pack) is not None)
 
     @staticmethod
     def code_in(rule: CourseRule, pack: Pack, table: dict[str, str] | None = None) -> str | None:
