@@ -105,6 +105,9 @@ def write_sources(root: Path) -> Path:
          "advice": "Go to the emergency department.", "basis": "test basis"},
     ])  # fmt: skip
     _jsonl(root / "ddxplus_map.jsonl", [{"code": "E_91", "finding": "fever", "note": ""}, {"code": "E_53", "finding": None, "note": ""}])
+    (root / "normal_states.json").write_text(json.dumps({
+        "about": "test", "entries": [{"subjects": ["breathing"], "denies": ["shortness-of-breath"], "basis": "test basis"}],
+    }))  # fmt: skip
     (root / "tests.json").write_text(json.dumps({
         "kind_words": {"imaging": ["x-ray", "ultrasound"], "exam": ["exam"]},
         "tests": [{"id": "chest-x-ray", "name": "chest X-ray", "kind": "imaging", "aliases": ["chest x-ray"]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from conftest import SHARED, needs_shared
 
 from diagnostician.engine import Answer, InquiryPolicy, assess, next_question, posterior, start, update
 from diagnostician.engine.workup import suggest_tests
+from diagnostician.dialogue.nlu import read_text
 from diagnostician.errors import PackError
 from diagnostician.knowledge import schema
 from diagnostician.knowledge.build_broad import LEAK_MAX, LEAK_MIN, PACK_FILES, build, write
@@ -109,6 +111,15 @@ def test_bad_sources_fail_naming_the_entry(mini: tuple[Path, Path], table: str, 
     mutate(rows)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(PackError, match=message.replace("(", r"\(").replace("'", "'")):
+        build(data, sources)
+
+
+def test_normal_states_deny_their_findings_and_unknown_codes_fail_the_build(mini: tuple[Path, Path], mini_pack: schema.Pack) -> None:
+    got = {m.code: m.polarity for m in read_text(mini_pack, "I have a cough, breathing is fine").mentions}
+    assert got == {"cough": "present", "shortness-of-breath": "absent"}
+    data, sources = mini
+    (sources / "normal_states.json").write_text(json.dumps({"about": "x", "entries": [{"subjects": ["chest"], "denies": ["chest-ache"], "basis": "b"}]}))
+    with pytest.raises(PackError, match=r"entries\[0\] \(chest\): unknown findings \['chest-ache'\]"):
         build(data, sources)
 
 

@@ -280,3 +280,54 @@ def test_a_childs_sex_from_pronouns_that_agree_but_not_from_a_relative_of_the_wr
     assert r.age == 2 and r.sex == "F"
     r = read_text(pack, "I am 12 and my sister gave me her cold")
     assert r.age == 12 and r.sex is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A double negative: what follows "without" after "can't" / "unable to" is present.
+        ("I can't walk without pain in my knee", {"E_53": (PRESENT, None)}),
+        ("unable to use a keyboard without pain in my hands", {"E_53": (PRESENT, None)}),
+        ("I walk without pain", {"E_53": (ABSENT, None)}),
+        # A hedge on a score is not a hedge on the symptom it scores.
+        ("my pain is maybe a 6", {"E_53": (PRESENT, None), "E_56": (PRESENT, "6")}),
+        ("maybe a fever", {"E_91": (UNCERTAIN, None)}),
+        # The symptom a value describes is its cue: "throbbing toothache" is a throbbing pain.
+        ("throbbing toothache", {"E_54": (PRESENT, ("V_184",))}),
+    ],
+)
+def test_ddxplus_scopes_and_cues(pack, text: str, expected: dict[str, tuple[str, Any]]) -> None:
+    got = found(pack, text)
+    assert {k: got.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("appetite is normal", {"E_32": ABSENT}),
+        ("normal appetite, no fever", {"E_32": ABSENT, "E_91": ABSENT}),
+        ("throat's fine but my nose is blocked", {"E_97": ABSENT, "E_181": PRESENT}),
+        ("nothing wrong with my breathing", {"E_66": ABSENT}),
+        # Not a denial: an exception follows, it is negated, past, a relative's, or a test result.
+        ("breathing is fine until I climb stairs", {"E_66": None}),
+        ("my breathing is not normal", {"E_66": None}),
+        ("breathing was fine yesterday", {"E_66": None}),
+        ("my mum's breathing is fine", {"E_66": None}),
+        ("my bloods came back normal", {}),
+        # A finding the statement would deny, reported in the same text, undoes the whole denial.
+        ("breathing is fine but I get short of breath on stairs", {"E_64": PRESENT, "E_66": None}),
+    ],
+)
+def test_ddxplus_normal_states(pack, text: str, expected: dict[str, str | None]) -> None:
+    got = {code: pol for code, (pol, _) in found(pack, text).items()}
+    assert {k: got.get(k) for k in expected} == expected
+    if not expected:
+        assert got == {}
+
+
+def test_normal_states_are_validated(tiny) -> None:
+    good = {**TINY_LEXICON, "normal_states": {"source": "curated", "entries": [{"subjects": ["temperature"], "denies": ["fever"], "basis": "b"}]}}
+    assert parse_lexicon(good, tiny).normal_states == {"temperature": ("fever",)}
+    for entries in ([{"subjects": ["x"], "denies": ["nope"], "basis": "b"}], [{"subjects": ["x"], "denies": ["fever"]}], [{"subjects": ["x"], "denies": ["fever"], "basis": "b"}] * 2):
+        with pytest.raises(PackError):
+            parse_lexicon({**TINY_LEXICON, "normal_states": {"source": "curated", "entries": entries}}, tiny)

@@ -31,6 +31,9 @@ MAX_CHARS = 5000  # a patient's message; longer text is refused, never truncated
 CONFIRM_BELOW = 0.8  # mentions below this confidence are confirmed with the patient before they count
 
 EXACT, GAP_COST, FUZZY_COST, UNSIDED = 0.95, 0.08, 0.22, 0.5
+# "Breathing is fine" denies shortness of breath less directly than "no shortness of breath": a named
+# finding said in the same text wins over it, and it still counts without a confirmation question.
+NORMAL_STATE = 0.85
 MAX_GAP = 2  # filler words allowed inside a multi-word term ("coughing up [some] blood")
 NEAR_CUE = 4  # words between a 0–10 score and the cue that names its scale ("pain is about 7/10")
 MAX_SCOPE = 10  # words a negation or uncertainty trigger reaches at most
@@ -270,6 +273,8 @@ class Reader:
         for code, vl in lexicon.scales.items():
             cues += [(_phrase(t), Target("cue", code)) for t in vl.cues]
         self.values = PhraseIndex(values)
+        # Words that give a scale its value ("very itchy" → itch 8, "painless" → rash pain 0), by scale.
+        self.scale_words = PhraseIndex((_phrase(t), Target("scale", code, (ts.value,))) for code, vl in lexicon.scales.items() for ts in vl.sets if ts.value is not None for t in ts.terms)
         self.cue_owners: dict[tuple[str, ...], set[str]] = {}
         for phrase, target in cues:
             self.cue_owners.setdefault(phrase, set()).add(target.code)
@@ -288,6 +293,10 @@ class Reader:
         self.part_breaks = {stem(w) for w in ("but", "however", "although", "though", "whereas", "except")}
         self.negation_leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
         self.uncertain_leads = {_phrase(w)[0] for w in lang["uncertain_forward"] if len(_phrase(w)) == 1}
+        self._normal_rx, self._exception_rx = _normal_state_patterns(lexicon, lang)
+        double = lang.get("without_after_negative", {})
+        self.without_leads = {w.replace("'", "") for w in double.get("leads", ())}
+        self.without_modals = set(double.get("modals", ()))
         self.semantic = semantic
         self.no_gap = frozenset(self.joiners | {stem(w) for p, _ in triggers for w in p})
         self.kin = {stem(w) for group in lang["kin"].values() for w in group}
@@ -357,6 +366,7 @@ class Reader:
         for clause in _clauses(tokens):
             mentions += self._read_clause(text, clause, reading.relation)
         mentions += self._numbers(text, norm, tokens)
+        mentions += self._normal_states(text, norm, tokens, reading.relation)
         if self.semantic:
             mentions += self._by_meaning(text, tokens, mentions, reading.relation)
         reading.mentions = self._merge(mentions, reading)
@@ -440,6 +450,10 @@ class Reader:
         fwd = _select(m for m in every if m.target.kind in ("neg_fwd", "unc_fwd", "pseudo", "term"))
         bwd = _select(m for m in every if m.target.kind in ("neg_bwd", "unc_bwd", "pseudo", "term"))
         triggers = fwd + [m for m in bwd if m.target.kind in ("neg_bwd", "unc_bwd")]
+        # "Unable to type without pain": a double negative; "without" ends the first one's scope instead.
+        triggers = [self._double_negative(words, m) for m in triggers]
+        # "pain is maybe a 6", "probably about 7": the hedge is on the number, not on the finding.
+        triggers = [m for m in triggers if not (m.target.kind in ("unc_fwd", "unc_bwd") and self._before_number(words, m.end))]
         # Words a longer symptom term took ("sore throat") are not also a body site ("throat").
         cue_matches = self.cues.find(words, equal, gaps=False)
         value_matches = [v for v in _select(self.values.find(words, equal, gaps=True, no_gap=self.no_gap)) if not self._taken(v, findings)]
@@ -449,7 +463,53 @@ class Reader:
             pol = polarity.get(m.start, PRESENT)
             out.append(self._mention(text, words, m, m.target.code, pol, None, m.confidence))
         out += self._values(text, words, value_matches, cue_matches, polarity, triggers, findings)
+        out += self._scale_words(text, words, equal, cue_matches)
         return out
+
+    def _scale_words(
+        self, text: str, words: Sequence[Token], equal: Sequence[set[str]], cues: Sequence[Match]
+    ) -> list[Mention]:
+        """A scale denied in words ("no itching", "painless"), tied to a scale whose cue is within NEAR_CUE words.
+
+        Other scale words ("very itchy", "came on suddenly") are vague about the number; the scale's own
+        question asks for it, and the answer's words are mapped there (dialogue.plain)."""
+        spans: dict[tuple[int, int], dict[str, str]] = {}
+        for m in self.scale_words.find(words, equal, gaps=False):
+            spans.setdefault((m.start, m.end), {})[m.target.code] = m.target.values[0]
+        taken: set[int] = set()
+        out = []
+        for (start, end), by_code in sorted(spans.items(), key=lambda kv: (-(kv[0][1] - kv[0][0]), kv[0][0])):
+            if any(k in taken for k in range(start, end)):
+                continue  # a longer scale phrase already read these words ("very itchy" before "itchy")
+            near = [c for c in cues if c.target.code in by_code and min(abs(c.start - end), abs(start - c.end), 0 if c.start < end and start < c.end else 99) <= NEAR_CUE]
+            if not near:
+                continue
+            code = min(near, key=lambda c: (0 if c.start < end and start < c.end else min(abs(c.start - end), abs(start - c.end)), c.start)).target.code
+            value = by_code[code]
+            taken.update(range(start, end))
+            if value == self.pack.finding(code).default:
+                out.append(Mention(code, ABSENT, value, EXACT, (words[start].start, words[end - 1].end), text[words[start].start : words[end - 1].end], "scale"))
+        return out
+
+    def _double_negative(self, words: Sequence[Token], m: Match) -> Match:
+        """A 'without' trigger after a negative word in the same clause, turned into a scope terminator."""
+        if m.target.kind != "neg_fwd" or m.end - m.start != 1 or words[m.start].raw != "without":
+            return m
+        # Look back within the clause's part: up to a contrast word or a new "and I ..." clause.
+        k = m.start - 1
+        while k >= max(0, m.start - 14) and words[k].stem not in self.part_breaks and not (words[k].stem in self.starters and k > 0 and words[k - 1].stem == "and"):
+            raw = words[k].raw.replace("'", "")
+            modal_not = raw == "not" and ((k > 0 and words[k - 1].raw in self.without_modals) or (k + 1 < len(words) and words[k + 1].raw == "able"))
+            if raw in self.without_leads or modal_not:
+                return Match(m.start, m.end, Target("term"), m.length, m.gaps, m.fuzzy)
+            k -= 1
+        return m
+
+    @staticmethod
+    def _before_number(words: Sequence[Token], at: int) -> bool:
+        """Whether a number follows at word `at`, after at most one light word ("a 6", "about 7", "8/10")."""
+        nxt = [w.raw for w in words[at : at + 2]]
+        return bool(nxt) and (nxt[0].isdigit() or (len(nxt) == 2 and nxt[0] in ("a", "an", "about", "around", "like") and nxt[1].isdigit()))
 
     def _taken(self, v: Match, findings: Sequence[Match]) -> bool:
         """Whether a value's words belong to a longer symptom term ("sore throat") rather than to a site or colour of it."""
@@ -551,7 +611,9 @@ class Reader:
             # A site that is itself a symptom word ("headache", "toothache") belongs to that symptom's first child.
             parents = {o.target.code for o in findings if o.start <= m.start and m.end <= o.end}
             own = [code for code in candidates if self.pack.finding(code).parent in parents]
-            owner = own[0] if own else self._nearest_cue(m, [c for c in cues if c.target.code in candidates])
+            # The symptom a value describes is its cue too: "throbbing toothache", "pressing headache".
+            named = [Match(o.start, o.end, Target("cue", code), o.length, o.gaps, o.fuzzy) for o in findings for code in candidates if self.pack.finding(code).parent == o.target.code]
+            owner = own[0] if own else self._nearest_cue(m, [c for c in cues if c.target.code in candidates] + named)
             if owner is None:
                 continue
             if polarity.get(m.start) == ABSENT:
@@ -616,6 +678,26 @@ class Reader:
                 out.append(Mention(temp.finding, pol, None, EXACT, (m.start("num"), m.end()), text[m.start("num") : m.end()], "number"))
         return out
 
+    def _normal_states(self, text: str, norm: str, tokens: Sequence[Token], relation: str | None) -> list[Mention]:
+        """Findings denied by saying a body part or function is fine ("breathing is fine", "normal appetite")."""
+        if self._normal_rx is None:
+            return []
+        out = []
+        for clause in _clauses(tokens):
+            words = [t for t in clause if t.is_word]
+            if not words or self._about_relative(words, relation):
+                continue
+            lo, hi = clause[0].start, clause[-1].end
+            for m in self._normal_rx.finditer(norm, lo, hi):
+                before = re.findall(r"[a-z']+", norm[max(lo, m.start() - 12) : m.start()])[-1:]
+                # "not normal appetite", "fine until I walk": a hedge or an exception, not a denial.
+                if before and before[0] in ("not", "never", "hardly", "barely", "isn't", "isnt") or self._exception_rx.match(norm, m.end(), hi):
+                    continue
+                subject = re.sub(r"\s+", " ", m.group("s1") or m.group("s2"))
+                for code in self.lexicon.normal_states[subject]:
+                    out.append(Mention(code, ABSENT, None, NORMAL_STATE, (m.start(), m.end()), text[m.start() : m.end()], "normal"))
+        return out
+
     def _scale_for(self, clause: Sequence[Token], at: int) -> str | None:
         words = [t for t in clause if t.is_word]
         cues = [c for c in self.cues.find(words, [{t.stem} for t in words], gaps=False) if c.target.code in self.lexicon.scales]
@@ -635,6 +717,12 @@ class Reader:
     def _merge(self, mentions: Sequence[Mention], reading: Reading) -> list[Mention]:
         """One mention per finding: values united, the surest polarity kept (present wins a tie: safety first)."""
         rank = {PRESENT: 2, UNCERTAIN: 1, ABSENT: 0}
+        # "Breathing is fine, but I get short of breath on stairs": a body part said to be fine while one of
+        # the findings it would deny (or one that implies them) is reported is no denial at all.
+        reported = {m.code for m in mentions if m.method != "normal" and m.polarity != ABSENT}
+        reported |= {i for code in reported for i in (*self.lexicon.implies.get(code, ()), self.pack.finding(code).parent) if i}
+        contradicted = {m.span for m in mentions if m.method == "normal" and m.code in reported}
+        mentions = [m for m in mentions if not (m.method == "normal" and m.span in contradicted)]
         measured = {m.code for m in mentions if m.method == "number"}  # a measured number beats words about it
         best: dict[str, Mention] = {}
         for m in mentions:
@@ -669,6 +757,25 @@ class Reader:
         return sorted(best.values(), key=lambda m: (m.span[0], m.code))
 
 
+def _normal_state_patterns(lexicon: Lexicon, lang: dict[str, Any]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Regexes for '<subject> is fine' / 'normal <subject>' over the pack's subjects, and for an exception after it."""
+    words = lang.get("normal_states")
+    if not lexicon.normal_states or not words:
+        return None, None
+
+    def alt(phrases: Iterable[str]) -> str:
+        return "|".join(r"\s+".join(map(re.escape, p.split())) for p in sorted(set(phrases), key=len, reverse=True))
+
+    subjects = alt(lexicon.normal_states)
+    owners = alt(lang["possessives"] + ["the"])
+    rx = re.compile(
+        rf"\b(?P<s1>{subjects})(?:'s|s|es)?\s*:?\s+(?:(?:{alt(words['fillers'])})\s+)*(?:{alt(words['states'])})\b"
+        rf"|\b(?:{alt(words['before'])})\s+(?:(?:{owners})\s+)?(?P<s2>{subjects})(?:'s|s|es)?\b"
+    )
+    exceptions = re.compile(rf"[\s,:-]*(?:[a-z']+\s+){{0,2}}(?:{alt(words['exceptions'])})\b")
+    return rx, exceptions
+
+
 def _lexicon_texts(lexicon: Lexicon) -> Iterable[str]:
     for ts in lexicon.findings.values():
         yield from ts.terms
@@ -691,10 +798,12 @@ def _inside_longer(m: Match, others: Sequence[Match]) -> bool:
 
 
 def _select(matches: Iterable[Match]) -> list[Match]:
-    """Non-overlapping matches, longest and tightest first."""
+    """Non-overlapping matches, longest and tightest first; of two as long, the one covering more of the text.
+
+    ("tingling in my feet" covers more than "tingling in my", though both keep two content words.)"""
     chosen: list[Match] = []
     taken: set[int] = set()
-    for m in sorted(matches, key=lambda m: (-m.length, m.fuzzy, m.gaps, m.start, m.end, m.target.kind, m.target.code, m.target.values)):
+    for m in sorted(matches, key=lambda m: (-m.length, m.fuzzy, m.gaps, -(m.end - m.start), m.start, m.target.kind, m.target.code, m.target.values)):
         span = set(range(m.start, m.end))
         if span & taken:
             continue

@@ -39,7 +39,7 @@ import numpy as np
 
 from diagnostician.errors import PackError
 from diagnostician.knowledge.lexicon import LEXICON_FORMAT
-from diagnostician.knowledge.schema import PACK_FORMAT, TRIAGE_LEVELS, load_pack_dir
+from diagnostician.knowledge.schema import PACK_FORMAT, TRIAGE_LEVELS, load_pack_dir, read_table
 
 PACK_VERSION = "0.1.0"
 SOURCES_DIR = Path(__file__).parent / "sources" / "broad"
@@ -786,6 +786,13 @@ def _lexicon(
     extra = {name: _term_table(Path(SOURCES_DIR if sources is None else sources), f"{name}_terms*.jsonl", findings, merged or {}) for name in ("lay", "clinical")}
     for f in fcodes:
         all_terms[f] = list(dict.fromkeys([*all_terms[f], *extra["lay"].get(f, []), *extra["clinical"].get(f, [])]))
+    normal = read_table(Path(SOURCES_DIR if sources is None else sources) / "normal_states.json")
+    if not isinstance(normal, dict) or not isinstance(normal.get("entries"), list):
+        raise PackError("normal_states.json: an object with 'about' and 'entries' expected")
+    for i, entry in enumerate(normal["entries"]):
+        unknown = [c for c in entry.get("denies", []) if c not in findings]
+        if unknown:
+            raise PackError(f"normal_states.json entries[{i}] ({', '.join(entry['subjects'][:2])}): unknown findings {unknown}")
     out = {}
     for f in fcodes:
         broader = {t for b in implied.get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
@@ -804,6 +811,7 @@ def _lexicon(
             "lay": "everyday first-person phrasings of the findings (sources/broad/lay_terms.jsonl; not yet clinically reviewed)",
             "clinical": "clinicians' vocabulary for the findings: abbreviations, medical terms, examination phrasing (sources/broad/clinical_terms.jsonl; not yet clinically reviewed)",
             "who": "World Health Organization / NICE NG143: fever is a body temperature of 38.0 °C or more",
+            "normal": "body parts and functions a patient says are fine, and the findings that denies (sources/broad/normal_states.json; not yet clinically reviewed)",
         },
         "findings": out,
         "values": {},
@@ -811,6 +819,7 @@ def _lexicon(
         "measurements": {"temperature": {"finding": "fever", "present_at_or_above": 38.0, "absent_below": 37.5, "unit": "C", "source": "who"}} if "fever" in fcodes else {},
         "implies": {"about": "Narrower finding → the broader findings its label names (derived by the build from the labels).", "kind": "characterises",
                     "source": "curated", "findings": {a: bs for a, bs in implied.items() if bs}} if implied else {},  # fmt: skip
+        "normal_states": {"about": normal["about"], "source": "normal", "entries": normal["entries"]},
     }
 
 

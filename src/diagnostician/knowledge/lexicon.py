@@ -63,6 +63,8 @@ class Lexicon:
     characterises: bool = False
     # Phrases that name something else although they contain a finding's term ("hay fever" is no fever).
     blocked: tuple[str, ...] = ()
+    # A body part or function said to be fine ("breathing is fine", "appetite normal") → the findings that denies.
+    normal_states: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _terms(raw: Any, where: str) -> tuple[str, ...]:
@@ -86,6 +88,28 @@ def _blocked(raw: Any, sources: dict[str, str]) -> tuple[str, ...]:
         raise PackError("lexicon blocked: an object with 'source' and 'terms' expected")
     _source(raw.get("source"), sources, "blocked")
     return _terms(raw.get("terms"), "blocked")
+
+
+def _normal_states(raw: Any, sources: dict[str, str], pack: Pack) -> dict[str, tuple[str, ...]]:
+    if not raw:
+        return {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("entries"), list):
+        raise PackError("lexicon normal_states: an object with 'source' and 'entries' expected")
+    _source(raw.get("source"), sources, "normal_states")
+    index = pack.finding_index
+    out: dict[str, tuple[str, ...]] = {}
+    for i, entry in enumerate(raw["entries"]):
+        where = f"normal_states entries[{i}]"
+        if not isinstance(entry, dict) or not str(entry.get("basis") or "").strip():
+            raise PackError(f"lexicon {where}: needs 'subjects', 'denies' and a 'basis'")
+        denies = entry.get("denies")
+        if not isinstance(denies, list) or not denies or any(c not in index or pack.findings[index[c]].kind != BINARY for c in denies):
+            raise PackError(f"lexicon {where}: 'denies' must list yes/no findings of pack {pack.name}")
+        for subject in _terms(entry.get("subjects"), where):
+            if subject in out:
+                raise PackError(f"lexicon {where}: subject {subject!r} is listed twice")
+            out[subject] = tuple(str(c) for c in denies)
+    return out
 
 
 def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
@@ -164,6 +188,7 @@ def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
         implies=implies,
         characterises=bool(raw_implies.get("kind") == "characterises"),
         blocked=_blocked(data.get("blocked"), sources),
+        normal_states=_normal_states(data.get("normal_states"), sources, pack),
     )
 
 
