@@ -12,6 +12,7 @@ from broadmini import write_data, write_sources
 from conftest import SHARED, needs_shared
 
 from diagnostician.engine import Answer, InquiryPolicy, assess, next_question, posterior, start, update
+from diagnostician.engine.triage import accounting, triage
 from diagnostician.engine.workup import suggest_tests
 from diagnostician.dialogue.nlu import read_text
 from diagnostician.errors import PackError
@@ -121,6 +122,27 @@ def test_normal_states_deny_their_findings_and_unknown_codes_fail_the_build(mini
     (sources / "normal_states.json").write_text(json.dumps({"about": "x", "entries": [{"subjects": ["chest"], "denies": ["chest-ache"], "basis": "b"}]}))
     with pytest.raises(PackError, match=r"entries\[0\] \(chest\): unknown findings \['chest-ache'\]"):
         build(data, sources)
+
+
+def test_hallmarks_fill_gaps_and_the_flat_medlineplus_share_but_not_data(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    data, sources = mini
+    rows = [
+        {"condition": "croup", "finding": "chest-pain", "p": 0.3, "basis": "test reference: a gap"},
+        {"condition": "pleurisy", "finding": "chest-pain", "p": 0.85, "basis": "test reference: replaces the flat share"},
+        {"condition": "pneumonia", "finding": "cough", "p": 0.2, "basis": "test reference: SymCAT stays"},
+    ]
+    (sources / "hallmarks_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write(build(data, sources), tmp_path / "pack")
+    pack = schema.load_pack_dir(tmp_path / "pack")
+    p, src, ci, fi = pack.p, pack.p_source, pack.condition_index, pack.finding_index
+    assert src[ci["croup"], fi["chest-pain"]] == 7 and p[ci["croup"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.3)
+    assert src[ci["pleurisy"], fi["chest-pain"]] == 7 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.85)
+    assert src[ci["pneumonia"], fi["cough"]] == 1 and p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9)
+    assert "recalled" in pack.meta["provenance"]["likelihood_sources"]["7"]
+    for bad, message in (({"condition": "nothing"}, "unknown condition 'nothing'"), ({"finding": "nope"}, "unknown finding 'nope'"), ({"p": 1.2}, "probability 1.2"), ({"basis": ""}, "no basis")):
+        (sources / "hallmarks_test.jsonl").write_text(json.dumps({**rows[0], **bad}) + "\n")
+        with pytest.raises(PackError, match=re.escape(message)):
+            build(data, sources)
 
 
 def test_broken_json_line_names_file_and_line(mini: tuple[Path, Path]) -> None:
@@ -270,3 +292,18 @@ def test_questions_already_asked_of_the_parent_are_not_turned_again() -> None:
     assert address("Is your baby unusually irritable, fussy or hard to settle?", who) == "Is your baby unusually irritable, fussy or hard to settle?"
     assert address("Do you have a fever?", who).startswith("Does your daughter")
     assert Audience(True, None, "F", adult=True).who == "the patient"
+
+
+def test_triage_counts_only_conditions_that_account_for_a_reported_finding(mini_pack: schema.Pack) -> None:
+    ci = mini_pack.condition_index
+    # A cough in a woman: ectopic pregnancy (an emergency) lists no cough, so its prior mass does not count.
+    s = start(mini_pack, 30, "F", [Answer("cough", True)])
+    p = posterior(s)
+    assert not accounting(mini_pack, s)[ci["ectopic-pregnancy"]] and p[ci["ectopic-pregnancy"]] > 0.05
+    assert triage(mini_pack, s, p).mass[0] == 0.0
+    # Sharp tummy pain is one of its findings: now it counts, whatever else is reported.
+    s2 = start(mini_pack, 30, "F", [Answer("cough", True), Answer("sharp-abdominal-pain", True)])
+    assert accounting(mini_pack, s2)[ci["ectopic-pregnancy"]]
+    assert triage(mini_pack, s2, posterior(s2)).level == "emergency"
+    # Nothing reported yet: every condition counts.
+    assert accounting(mini_pack, start(mini_pack, 30, "F")).all()

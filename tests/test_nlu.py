@@ -331,3 +331,15 @@ def test_normal_states_are_validated(tiny) -> None:
     for entries in ([{"subjects": ["x"], "denies": ["nope"], "basis": "b"}], [{"subjects": ["x"], "denies": ["fever"]}], [{"subjects": ["x"], "denies": ["fever"], "basis": "b"}] * 2):
         with pytest.raises(PackError):
             parse_lexicon({**TINY_LEXICON, "normal_states": {"source": "curated", "entries": entries}}, tiny)
+
+
+def test_a_modifier_shared_by_joined_words(tmp_path: Path) -> None:
+    meta, tables = tiny_pack_data()
+    folder = write_pack_files(tmp_path / "tiny", meta, tables)
+    # Two findings whose terms share the word "knee": "knee pain and swelling" names both.
+    lex = {**TINY_LEXICON, "findings": {"pain": {"terms": ["knee pain"], "source": "curated"}, "fever": {"terms": ["knee swelling"], "source": "curated"}}}
+    (folder / "lexicon_en.json").write_text(json.dumps(lex), encoding="utf-8")
+    pack = load_pack_dir(folder)
+    assert found(pack, "knee pain and swelling") == {"pain": (PRESENT, None), "fever": (PRESENT, None)}
+    assert found(pack, "no knee pain or swelling") == {"pain": (ABSENT, None), "fever": (ABSENT, None)}
+    assert found(pack, "knee pain and a cough") == {"pain": (PRESENT, None)}

@@ -437,7 +437,7 @@ class Reader:
             if lead is not None:  # the denial word joins the term: it does not negate the finding
                 found.append(Match(lead, m.end, m.target, m.length + 1, m.gaps + (m.start - lead - 1), m.fuzzy))
         found = [m for m in found if not (m.length == 1 and m.end - m.start == 1 and not self._as_written(words[m.start]))]
-        selected = _select(found)
+        selected = self._coordinated(words, equal, _select(found))
         findings = [m for m in selected if m.target.kind == "finding"]
         if self._about_relative(words, relation):
             # The experiencer is a relative ("my mum has asthma"): a family-history finding applies, not the patient's own.
@@ -490,6 +490,32 @@ class Reader:
             if value == self.pack.finding(code).default:
                 out.append(Mention(code, ABSENT, value, EXACT, (words[start].start, words[end - 1].end), text[words[start].start : words[end - 1].end], "scale"))
         return out
+
+    def _coordinated(self, words: Sequence[Token], equal: Sequence[set[str]], selected: list[Match]) -> list[Match]:
+        """A modifier shared by two joined words: "testicular pain and swelling" also says testicular swelling.
+
+        The second word's own reading gives way when it was a bare word ("swelling") and the shared
+        modifier makes it a longer term of another finding."""
+        out = list(selected)
+        for m in selected:
+            k = m.end  # the joiner, then the second head right after it
+            if m.target.kind != "finding" or m.end - m.start < 2 or m.gaps or k + 1 >= len(words) or words[k].stem not in ("and", "or"):
+                continue
+            lead = list(range(m.start, m.end - 1))
+            for extra in (1, 2):
+                tail = list(range(k + 1, min(len(words), k + 1 + extra)))
+                idx = lead + tail
+                hits = [h for h in self.terms.find([words[i] for i in idx], [equal[i] for i in idx], gaps=False)
+                        if h.start == 0 and h.end == len(idx) and h.target.kind == "finding" and h.target.code != m.target.code]  # fmt: skip
+                if not hits:
+                    continue
+                h = max(hits, key=lambda h: h.length)
+                new = Match(k + 1, tail[-1] + 1, h.target, h.length, 0, h.fuzzy)
+                clash = [o for o in out if o is not m and o.start < new.end and new.start < o.end]
+                if all(o.length < new.length for o in clash):
+                    out = [o for o in out if o not in clash] + [new]
+                break
+        return sorted(out, key=lambda m: m.start)
 
     def _double_negative(self, words: Sequence[Token], m: Match) -> Match:
         """A 'without' trigger after a negative word in the same clause, turned into a scope terminator."""

@@ -4,7 +4,10 @@ Rule (explicit, in this order):
 1. Every red flag whose findings are all answered present fires; the most urgent fired level is a
    floor that nothing can lower.
 2. For each level L from most to least urgent: if the posterior mass of conditions whose own
-   triage is L or more urgent reaches threshold[L], the level is at least L.
+   triage is L or more urgent reaches threshold[L], the level is at least L. Only conditions that
+   account for something the patient reports count (a finding the knowledge lists for them, not
+   the leak of a sparse pack): a fracture that explains none of a red eye's symptoms does not make
+   the red eye an emergency, however much prior mass a long differential leaves it.
 3. Otherwise self-care. The result is the most urgent of 1 and 2.
 Thresholds are low on purpose: under-triage is the worst error, over-triage the price paid for it.
 """
@@ -84,17 +87,38 @@ def fired_red_flags(pack: Pack, state: State) -> tuple[RedFlag, ...]:
     return tuple(fired)
 
 
+def accounting(pack: Pack, state: State) -> np.ndarray:
+    """Which conditions account for at least one finding the patient reports (a listed cell, not the pack's leak)."""
+    everyone = np.ones(len(pack.conditions), dtype=bool)
+    if pack.unlisted_source is None:
+        return everyone
+    cols: list[int] = []
+    for a in state.answers:
+        if not a.is_positive(pack):
+            continue
+        f = pack.finding(a.code)
+        if a.value is True:
+            cols.append(int(pack.finding_columns[pack.finding_index[a.code]][0]))
+        else:
+            given = {a.value} if isinstance(a.value, str) else set(a.value or ())
+            cols += [int(j) for j in pack.finding_columns[pack.finding_index[a.code]] if pack.col_value[j] in given - {f.default}]
+    if not cols:
+        return everyone
+    return (pack.p_source[:, cols] != pack.unlisted_source).any(axis=1)
+
+
 def triage(pack: Pack, state: State, p: np.ndarray, policy: TriagePolicy = TriagePolicy(), extra: tuple[RedFlag, ...] = ()) -> TriageResult:
     """Triage level for the current state and posterior p; `extra` danger signs (course rules at a follow-up) count as fired."""
     flags = fired_red_flags(pack, state) + tuple(extra)
     rank = pack.triage_rank
-    mass = tuple(float(p[rank <= lvl].sum()) for lvl in range(len(TRIAGE_LEVELS)))
+    counts = accounting(pack, state)
+    mass = tuple(float(p[(rank <= lvl) & counts].sum()) for lvl in range(len(TRIAGE_LEVELS)))
     level = len(TRIAGE_LEVELS) - 1
     reasons: list[str] = []
     for lvl, thr in enumerate(policy.thresholds):
         if mass[lvl] >= thr:
             level = lvl
-            names = [pack.conditions[i].name for i in np.argsort(-p) if rank[i] <= lvl and p[i] >= 0.01][:3]
+            names = [pack.conditions[i].name for i in np.argsort(-p) if rank[i] <= lvl and counts[i] and p[i] >= 0.01][:3]
             reasons.append(
                 f"{mass[lvl]:.0%} probability of conditions needing '{TRIAGE_LEVELS[lvl]}' care or sooner"
                 + (f" ({', '.join(names)})" if names else "")

@@ -17,6 +17,13 @@ Models (stated here and in pack.json):
   it, clipped to [LEAK_MIN, LEAK_MAX], and never above the condition's least frequent listed
   SymCAT symptom (SymCAT lists each condition's most frequent symptoms, so an unlisted one is
   rarer than those). A constant leak can be chosen instead (--leak) to test the model's effect.
+- SymCAT lists that are copied blocks (the same 12 symptoms at 91 % for rabies, lead poisoning and
+  Pick disease: symcat_artifacts) are not used; those conditions take their likelihoods from the
+  other sources.
+- Curated hallmark features (sources/broad/hallmarks*.jsonl: a typical presentation's features as
+  standard references describe them, each row naming its reference; recalled, not re-checked) fill
+  cells no source lists and replace MedlinePlus's flat share; they never change a SymCAT, DDXPlus
+  or red-flag cell.
 - Answer noise EPS as in the DDXPlus pack: p' = EPS + (1 − 2·EPS)·p, so no answer vetoes a condition.
 - Prior: Bayes' rule on SymCAT's two directions, P(c) ∝ P(c | s)·P(s) / P(s | c), solved by least
   squares in log space over every (symptom, condition) pair both pages give; conditions outside
@@ -54,6 +61,8 @@ PRIOR_DEFAULT_QUANTILE = 0.25  # SymCAT conditions without a Bayes-derived prior
 # Conditions outside SymCAT's 801 (built from US clinical-encounter statistics) are rarer in encounters on the whole.
 PRIOR_OUTSIDE_SYMCAT_QUANTILE = 0.10
 APPLICABILITY_FLOOR = 1e-3  # relative weight of an age band or sex where the condition does not occur
+# A symptom list of this many or more, shared verbatim by this many conditions, is a copied block (symcat_artifacts).
+ARTIFACT_MIN_SIZE, ARTIFACT_MIN_SHARED, ARTIFACT_OVERLAP = 6, 3, 0.75
 ODDS_FLOOR = 0.05  # SymCAT odds of 0 come from small samples: not impossibility
 PREGNANCY_P = 0.98  # P(pregnant | pregnancy-only condition): the curated applicability, softened by answer noise
 AGE_BANDS = ((0, 1), (1, 5), (5, 15), (15, 30), (30, 45), (45, 60), (60, 75), (75, 200))
@@ -77,6 +86,7 @@ SOURCE_CODES = {
     4: "curated red-flag association with its stated basis (sources/broad/red_flag_findings.jsonl; not yet clinically reviewed)",
     5: "curated applicability: pregnancy-only condition (sources/broad conditions tables)",
     6: "implied by a narrower finding the condition lists (e.g. sharp chest pain is chest pain): at least the narrower one's probability",
+    7: "curated hallmark feature of the typical presentation, recalled from the reference its row names, not re-checked (sources/broad/hallmarks*.jsonl; not yet clinically reviewed)",
 }
 
 
@@ -271,6 +281,26 @@ def fold_findings(sources: Path, findings: dict[str, dict[str, Any]]) -> dict[st
     return merged
 
 
+def symcat_artifacts(symcat: dict[str, Any]) -> dict[str, str]:
+    """SymCAT conditions whose symptom list is a copied block, not data, with the reason.
+
+    A list of ARTIFACT_MIN_SIZE+ symptoms shared verbatim by ARTIFACT_MIN_SHARED+ conditions (rabies, lead
+    poisoning and Pick disease with the same twelve symptoms at 91 %) is an artifact of the source; so is
+    any list holding ARTIFACT_OVERLAP of such a block."""
+    sets: dict[frozenset[str], int] = defaultdict(int)
+    for c in symcat.values():
+        if len(c["symptoms"]) >= ARTIFACT_MIN_SIZE:
+            sets[frozenset(c["symptoms"])] += 1
+    blocks = sorted((b for b, n in sets.items() if n >= ARTIFACT_MIN_SHARED), key=sorted)
+    out = {}
+    for key, c in symcat.items():
+        listed = set(c["symptoms"])
+        for b in blocks:
+            if len(listed & b) >= ARTIFACT_OVERLAP * len(b):
+                out[key] = f"it repeats a block of {len(b)} symptoms that {sets[b]} SymCAT conditions list verbatim (an artifact of the source)"
+    return out
+
+
 def _symcat_prior_logs(symcat: dict[str, Any], symptoms: dict[str, Any]) -> dict[str, float]:
     """log P(c) (up to a constant) of the SymCAT conditions both directions of the data connect."""
     cond_ids = {f"cause-{k}": k for k in symcat}
@@ -395,6 +425,8 @@ def build(
     if leak is not None and not 0 < leak < 0.5:
         raise PackError(f"leak must lie in (0, 0.5), got {leak}")
     symcat = json.loads((data_dir / "symcat" / "symcat_conditions_801.json").read_text(encoding="utf-8"))
+    artifacts = symcat_artifacts(symcat)
+    symcat = {k: ({**c, "symptoms": {}} if k in artifacts else c) for k, c in symcat.items()}
     symptoms = json.loads((data_dir / "symcat" / "symcat_symptoms_474.json").read_text(encoding="utf-8"))
     medline = json.loads((data_dir / "medlineplus" / "medlineplus_893.json").read_text(encoding="utf-8"))
     ddx = load_pack_dir(ddxplus_dir)
@@ -415,7 +447,8 @@ def build(
         if row is None:
             raise PackError(f"conditions_sc: SymCAT condition sc:{key} has no curated row")
         _check_condition_row(row)
-        c = {"code": key, "row": row, "symcat": symcat[key], "medline": [], "source": "SymCAT condition page (symcat_conditions_801.json)"}
+        c = {"code": key, "row": row, "symcat": symcat[key], "medline": [], "source": "SymCAT condition page (symcat_conditions_801.json)"
+             + (f"; its SymCAT symptom shares are not used: {artifacts[key]}" if key in artifacts else "")}  # fmt: skip
         conds.append(c)
         by_code[key] = c
     if sc_rows:
@@ -513,6 +546,20 @@ def build(
     for c in conds:
         if c["row"].get("pregnancy_only"):
             cells[(c["code"], preg)] = (PREGNANCY_P, 5)
+    # Curated hallmark features fill what the sources leave out (or give only MedlinePlus's flat share);
+    # SymCAT, DDXPlus and red-flag cells stay as they are.
+    for row in _optional_tables(sources, "hallmarks*.jsonl"):
+        code, f, p = str(_need(row, "condition")), canon(str(_need(row, "finding"))), row.get("p")
+        if code not in by_code:
+            raise PackError(f"{row['_where']}: unknown condition {code!r}")
+        if f not in findings:
+            raise PackError(f"{row['_where']} ({code}): unknown finding {f!r}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
+            raise PackError(f"{row['_where']} ({code}, {f}): probability {p!r} is not in (0, 1)")
+        if not str(row.get("basis", "")).strip():
+            raise PackError(f"{row['_where']} ({code}, {f}): no basis")
+        if (code, f) not in cells or cells[(code, f)][1] == 2:
+            cells[(code, f)] = (float(p), 7)
 
     # A narrower finding listed for a condition makes its broader finding at least as likely.
     implied = implications(findings, findings)
@@ -580,7 +627,7 @@ def build(
                 **({"age_basis": row["age_basis"]} if row.get("age_basis") else {}),
             },  # fmt: skip
             "synonyms": syn,
-            "symptoms": sorted((f for (cc, f), (_, s) in cells.items() if cc == c["code"] and s in (1, 2, 3)), key=lambda f: fidx[f]),
+            "symptoms": sorted((f for (cc, f), (_, s) in cells.items() if cc == c["code"] and s in (1, 2, 3, 7)), key=lambda f: fidx[f]),
             "tests": tests,
             **({"ddxplus": ddx_matched[c["code"]]} if c["code"] in ddx_matched else {}),
             "source": c["source"] + (f"; also MedlinePlus: {', '.join(c['medline'])}" if c["symcat"] and c["medline"] else "")

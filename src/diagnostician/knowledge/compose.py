@@ -17,7 +17,7 @@ import numpy as np
 from diagnostician.errors import PackError
 from diagnostician.knowledge.schema import Pack
 
-PRECEDENCE_SOURCE = 7
+PRECEDENCE_SOURCE = 100  # above every source code a built pack uses (the broad build uses 0–7)
 
 
 def with_precedence(broad: Pack, precise: Pack) -> Pack:
@@ -43,6 +43,8 @@ def with_precedence(broad: Pack, precise: Pack) -> Pack:
     meta = dict(broad.meta)
     meta["provenance"] = dict(meta.get("provenance", {}))
     legend = dict(meta["provenance"].get("likelihood_sources", {}))
+    if str(PRECEDENCE_SOURCE) in legend:
+        raise PackError(f"pack {broad.name} already uses likelihood source code {PRECEDENCE_SOURCE}")
     legend[str(PRECEDENCE_SOURCE)] = f"{precise.name} {precise.version} statistic, taking precedence inside its scope ({matched} conditions, {len(findings)} findings), floored at the leak"
     meta["provenance"]["likelihood_sources"] = legend
     return replace(broad, name=f"{broad.name}+{precise.name}", version=f"{broad.version}+{precise.version}", meta=meta, p=p, p_source=src)

@@ -120,6 +120,8 @@ class Pack:
     differential_model: dict[str, Any] | None = field(default=None, compare=False)
     aliases: dict[str, Any] | None = field(default=None, compare=False)  # other code systems → pack codes
     root: Path | None = field(default=None, compare=False)  # folder the pack was loaded from
+    # Source code of the cells no source lists (a sparse pack's leak); None when every cell is data.
+    unlisted_source: int | None = field(default=None, compare=False)
 
     @cached_property
     def finding_index(self) -> dict[str, int]:
@@ -328,6 +330,7 @@ def load_pack_dir(path: str | Path) -> Pack:
         _check_unique(findings, conditions, red_flags)
         columns = tables["columns"]
         p, p_source = _likelihood_arrays(tables, len(conditions), len(columns))
+        unlisted = int(tables["default_source"]) if "cells" in tables and np.ndim(tables.get("default_source", ())) == 0 else None
         age_bands = tuple((int(lo), int(hi)) for lo, hi in tables["age"]["bands"])
         p_age = np.asarray(tables["age"]["p"], dtype=float)
         p_sex = np.asarray(tables["sex"]["p"], dtype=float)
@@ -405,6 +408,7 @@ def load_pack_dir(path: str | Path) -> Pack:
         differential_model=diff_model,
         aliases=aliases,
         root=root,
+        unlisted_source=unlisted,
     )
 
 
