@@ -36,6 +36,7 @@ EXACT, GAP_COST, FUZZY_COST, UNSIDED = 0.95, 0.08, 0.22, 0.5
 NORMAL_STATE = 0.85
 MAX_GAP = 2  # filler words allowed inside a multi-word term ("coughing up [some] blood")
 NEAR_CUE = 4  # words between a 0–10 score and the cue that names its scale ("pain is about 7/10")
+NAMED_CUE_REACH = 30  # words between a value and the symptom word that can serve as its cue (bounds the work)
 MAX_SCOPE = 10  # words a negation or uncertainty trigger reaches at most
 SIDE_WINDOW = 4  # words around a body site searched for "left" / "right"
 
@@ -638,7 +639,9 @@ class Reader:
             parents = {o.target.code for o in findings if o.start <= m.start and m.end <= o.end}
             own = [code for code in candidates if self.pack.finding(code).parent in parents]
             # The symptom a value describes is its cue too: "throbbing toothache", "pressing headache".
-            named = [Match(o.start, o.end, Target("cue", code), o.length, o.gaps, o.fuzzy) for o in findings for code in candidates if self.pack.finding(code).parent == o.target.code]
+            parent_of = {code: self.pack.finding(code).parent for code in candidates}
+            named = [Match(o.start, o.end, Target("cue", code), o.length, o.gaps, o.fuzzy)
+                     for o in findings if abs(o.start - m.start) <= NAMED_CUE_REACH for code, parent in parent_of.items() if parent == o.target.code]  # fmt: skip
             owner = own[0] if own else self._nearest_cue(m, [c for c in cues if c.target.code in candidates] + named)
             if owner is None:
                 continue
