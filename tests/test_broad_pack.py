@@ -17,7 +17,7 @@ from diagnostician.engine.workup import suggest_tests
 from diagnostician.dialogue.nlu import read_text
 from diagnostician.errors import PackError
 from diagnostician.knowledge import schema
-from diagnostician.knowledge.build_broad import LEAK_MAX, LEAK_MIN, PACK_FILES, build, write
+from diagnostician.knowledge.build_broad import LEAK_MAX, LEAK_MIN, MISS, PACK_FILES, build, write
 
 
 @pytest.fixture()
@@ -43,9 +43,9 @@ def test_conditions_merge_and_topics_drop(mini_pack: schema.Pack) -> None:
 def test_likelihood_cells_trace_to_their_source(mini_pack: schema.Pack) -> None:
     p, src = mini_pack.p, mini_pack.p_source
     ci, fi = mini_pack.condition_index, mini_pack.finding_index
-    assert p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9) and src[ci["pneumonia"], fi["cough"]] == 1
+    assert p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9 * (1 - MISS)) and src[ci["pneumonia"], fi["cough"]] == 1
     # Two MedlinePlus concepts merged into one finding; its share is the mean SymCAT share of co-listed symptoms (0.9, 0.7).
-    assert src[ci["pleurisy"], fi["chest-pain"]] == 2 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.8)
+    assert src[ci["pleurisy"], fi["chest-pain"]] == 2 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.8 * (1 - MISS))
     assert src[ci["pneumonia"], fi["rf-blue-lips"]] == 4
     assert src[ci["ectopic-pregnancy"], fi["rf-pregnant"]] == 5
     assert src[ci["croup"], fi["chest-pain"]] == 0 and 0.001 + 0.998 * LEAK_MIN <= p[ci["croup"], fi["chest-pain"]] <= 0.001 + 0.998 * LEAK_MAX
@@ -135,12 +135,35 @@ def test_hallmarks_fill_gaps_and_the_flat_medlineplus_share_but_not_data(mini: t
     write(build(data, sources), tmp_path / "pack")
     pack = schema.load_pack_dir(tmp_path / "pack")
     p, src, ci, fi = pack.p, pack.p_source, pack.condition_index, pack.finding_index
-    assert src[ci["croup"], fi["chest-pain"]] == 7 and p[ci["croup"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.3)
-    assert src[ci["pleurisy"], fi["chest-pain"]] == 7 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.85)
-    assert src[ci["pneumonia"], fi["cough"]] == 1 and p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9)
+    assert src[ci["croup"], fi["chest-pain"]] == 7 and p[ci["croup"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.3 * (1 - MISS))
+    assert src[ci["pleurisy"], fi["chest-pain"]] == 7 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.85 * (1 - MISS))
+    assert src[ci["pneumonia"], fi["cough"]] == 1 and p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9 * (1 - MISS))
     assert "recalled" in pack.meta["provenance"]["likelihood_sources"]["7"]
     for bad, message in (({"condition": "nothing"}, "unknown condition 'nothing'"), ({"finding": "nope"}, "unknown finding 'nope'"), ({"p": 1.2}, "probability 1.2"), ({"basis": ""}, "no basis")):
         (sources / "hallmarks_test.jsonl").write_text(json.dumps({**rows[0], **bad}) + "\n")
+        with pytest.raises(PackError, match=re.escape(message)):
+            build(data, sources)
+
+
+def test_curated_conditions_join_with_their_features_and_prevalence_tier(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    data, sources = mini
+    row = {"id": "cu:covid-19", "name": "COVID-19", "icd10": "U07.1", "system": "infectious", "urgency": "see_doctor", "rationale": "test",
+           "sex": "any", "age_min": 0, "age_max": 120, "pregnancy_only": False, "synonyms": ["coronavirus disease 2019"],
+           "prevalence": "common", "prevalence_basis": "test basis",
+           "features": [{"finding": "cough", "p": 0.7, "basis": "test reference"}, {"finding": "fever", "p": 0.6, "basis": "test reference"}]}  # fmt: skip
+    path = sources / "conditions_cu_test.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    write(build(data, sources), tmp_path / "pack")
+    pack = schema.load_pack_dir(tmp_path / "pack")
+    ci, fi = pack.condition_index, pack.finding_index
+    assert pack.conditions[-1].code == "covid-19" and pack.conditions[-1].synonyms == ("coronavirus disease 2019",)
+    assert pack.p_source[ci["covid-19"], fi["cough"]] == 7 and pack.p[ci["covid-19"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.7 * (1 - MISS))
+    assert "curated prevalence tier 'common'" in pack.meta["conditions"][ci["covid-19"]]["prior_basis"]
+    for bad, message in (({"synonyms": ["lung infection"]}, "'lung infection' already names a condition"),
+                         ({"prevalence": "often"}, "prevalence must be one of"),
+                         ({"features": [{"finding": "nope", "p": 0.5, "basis": "b"}]}, "unknown finding 'nope'"),
+                         ({"features": []}, "needs its features")):  # fmt: skip
+        path.write_text(json.dumps({**row, **bad}) + "\n")
         with pytest.raises(PackError, match=re.escape(message)):
             build(data, sources)
 
@@ -224,7 +247,7 @@ def test_same_meaning_findings_fold_into_one(mini: tuple[Path, Path], tmp_path: 
     pack = schema.load_pack_dir(tmp_path / "folded")
     assert "rf-blue-lips" not in pack.finding_index
     ci, fi = pack.condition_index, pack.finding_index
-    assert pack.p[ci["pneumonia"], fi["shortness-of-breath"]] == pytest.approx(0.001 + 0.998 * 0.4)  # the larger of 0.4 and 0.1
+    assert pack.p[ci["pneumonia"], fi["shortness-of-breath"]] == pytest.approx(0.001 + 0.998 * 0.4 * (1 - MISS))  # the larger of 0.4 and 0.1
     flag = next(r for r in pack.red_flags if r.id == "breathless_blue")
     assert [code for code, _ in flag.when] == ["shortness-of-breath"]
     lex = json.loads((tmp_path / "folded" / "lexicon_en.json").read_text())

@@ -82,6 +82,8 @@ def test_icd10_family_rule_hand_mapping() -> None:
     assert match_diagnosis("heart attack", "NSTEMI", icd10=icd).rule == "icd10_family"
     # several codes in one field (DDXPlus writes "J17, J18"): any shared category matches
     assert match_diagnosis("Lobar pneumonia", "Pneumonia", icd10={"Pneumonia": "J17, J18", "Lobar pneumonia": "J18.1"}).rule == "icd10_family"
+    # Chapter U codes are for special purposes, not families: vaping lung injury (U07.0) is no COVID-19 (U07.1).
+    assert not match_diagnosis("Vaping lung injury", "COVID-19", icd10={"Vaping lung injury": "U07.0", "COVID-19": "U07.1"}).matched
 
 
 def test_icd10_family_rule_ddxplus_pack(pack) -> None:

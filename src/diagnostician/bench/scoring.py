@@ -128,7 +128,9 @@ def _make_groups(synonyms: Mapping[str, Sequence[str]] | None) -> list[frozenset
 
 def _icd_categories(code: str) -> set[str]:
     parts = re.split(r"[,;/\s]+", code.upper())
-    return {p.replace(".", "")[:3] for p in parts if len(p.replace(".", "")) >= 3}
+    # Chapter U holds codes for special purposes (U07.0 vaping lung injury, U07.1 COVID-19): its
+    # categories are no disease families.
+    return {p.replace(".", "")[:3] for p in parts if len(p.replace(".", "")) >= 3 and not p.startswith("U")}
 
 
 def _codes_of(name: str, icd: Mapping[str, str], groups: list[frozenset[str]]) -> tuple[str, set[str]]:
