@@ -694,3 +694,12 @@ def test_consult_case_writes_report_and_fhir(tmp_path) -> None:
     assert html.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
     bad = run_cli("consult", "--case", str(case), "--report", str(tmp_path / "missing" / "r.md"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.startswith("error:")
+
+
+def test_consult_results_take_test_results_and_examination_findings(tmp_path) -> None:
+    """--results reads results of known accuracy, examination findings the inquiry left open, and unknown tests."""
+    case = Path(__file__).resolve().parents[1] / "src" / "diagnostician" / "cases" / "child_cough.json"
+    p = run_cli("consult", "--case", str(case), "--max-questions", "1", "--no-review", "--results", "rapid flu test positive; on examination swollen glands in the neck; MRI of the knee normal")
+    assert_ok(p)
+    assert "Result entered:" in p.stdout and "Recorded, cannot interpret" in p.stdout
+    assert "Examination finding entered:" in p.stdout and "lymph" in p.stdout.lower()

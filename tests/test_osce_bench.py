@@ -8,7 +8,9 @@ from pathlib import Path
 
 from test_cli import assert_input_error, assert_ok, run_cli
 
-from diagnostician.bench.osce import NOT_AVAILABLE, Measurement, consult_osce, load_osce, osce_summary
+from diagnostician.bench.ddxplus import BenchConfig
+from diagnostician.bench.osce import NOT_AVAILABLE, Measurement, consult_osce, exam_text, examine, load_osce, osce_summary
+from diagnostician.bench.vignettes import consult_with_patient
 from diagnostician.knowledge.schema import load_pack
 
 CASE = {
@@ -52,13 +54,30 @@ def test_a_consultation_orders_tests_that_bear_on_the_differential_and_scores(tm
     pack = load_pack("broad")
     (case,) = load_osce(_write(tmp_path, [CASE]))
     row = consult_osce(pack, case, 20, random.Random(0))
-    assert row["ended"] and row["turns"] <= 20 and row["turns"] == row["turns_history"] + row["tests_ordered"]
+    # History, one general examination, then tests: within the budget.
+    assert row["ended"] and row["turns"] <= 20 and row["turns"] == row["turns_history"] + 1 + row["tests_ordered"]
+    assert any(t["text"] == "Examination: general physical examination." for t in row["transcript"])
     # Tests were ordered, and none bears on no condition of the differential at the time (mass > 0).
     assert row["orders"] and all(o["mass"] > 0 for o in row["orders"])
     assert any(t["role"] == "measurement" for t in row["transcript"])
     s = osce_summary(pack, [row])
     assert set(s) >= {"top1", "top5", "turns", "tests_ordered", "informative_share", "over_testing", "coverage"}
     assert s["coverage"] == 1.0 and s["top5"] == 1.0  # a urinary infection is in this pack's differential
+
+
+def test_the_general_examination_enters_what_it_shows_where_the_history_left_it_open(tmp_path) -> None:
+    pack = load_pack("broad")
+    case_data = json.loads(json.dumps(CASE))
+    case_data["OSCE_Examination"]["Patient_Actor"]["Review_of_Systems"] = "Denies vomiting or back pain."
+    case_data["OSCE_Examination"]["Physical_Examination_Findings"] = {"Vital_Signs": {"Temperature": "39.2 C"}, "Skin": "Jaundice noted."}
+    (case,) = load_osce(_write(tmp_path, [case_data]))
+    assert exam_text(case) == "Vital Signs, Temperature: 39.2 C; Skin: Jaundice noted."
+    _, c = consult_with_patient(pack, case.vignette, BenchConfig(pack=pack.name, max_questions=2), random.Random(0))
+    before = dict(c.state.answered)
+    entered = examine(pack, c, case)
+    assert "jaundice: yes" in entered and ("fever: yes" in entered or "fever" in before)
+    assert all(code.split(":")[0] not in before for code in entered)  # nothing the history answered is overwritten
+    assert c.state.answered["jaundice"].value is True
 
 
 def test_cli_osce_writes_transcripts_and_summary_and_refuses_bad_input(tmp_path) -> None:

@@ -124,6 +124,26 @@ def test_results_over_http_move_the_differential_and_unknown_tests_are_recorded_
     assert any(e["finding"] == "result:rapid-flu-positive" for e in audit["entries"])
 
 
+def test_examination_findings_in_words_enter_as_findings_the_inquiry_left_open(http) -> None:
+    r = http.post("/v1/consultations", json={"age": 30, "sex": "F", "findings": {"E_97": True, "E_201": True}})
+    cid = r.json()["id"]
+    r = http.post(f"/v1/consultations/{cid}/results", json={"text": "on examination: temperature 39.1 C, rapid flu test positive"})
+    assert r.status_code == 200, r.text
+    entered = {e["finding"]: e["value"] for e in r.json()["results"]["entered"]}
+    assert entered == {"E_91": True, "result:rapid-flu-positive": True}
+    assert any(e["finding"] == "E_91" for e in http.get(f"/v1/consultations/{cid}/audit").json()["entries"])
+    # An examiner's "normal" is not the patient's "no": it denies nothing, so nothing is entered.
+    assert http.post(f"/v1/consultations/{cid}/results", json={"text": "throat: normal"}).status_code == 422
+
+
+def test_consultation_observe_fills_only_open_findings() -> None:
+    pack = load_pack("ddxplus")
+    c = Consultation.begin(30, "F", {"E_91": False}, pack=pack)
+    turns = c.observe("temperature 38.9, she has a dry cough")
+    assert [t.answer.code for t in turns] == ["E_201"]  # the fever already answered is left as the patient said
+    assert c.state.answered["E_91"].value is False and c.state.answered["E_201"].value is True
+
+
 def test_an_osce_script_result_reads_positive_negative_or_unclear() -> None:
     from diagnostician.bench.osce import script_verdict
 

@@ -5,7 +5,11 @@ findings, the test results and the correct diagnosis. The engine is the doctor:
 1. History: the deterministic vignette patient of `bench.vignettes` answers from the patient
    actor's script (demographics, history, symptoms, past medical and social history, review of
    systems), through the same Conversation as the chat.
-2. Examinations and tests: the engine orders the tests its assessment suggests (greedy cover of
+2. Examination: one turn for a general physical examination, as every clinician does: the
+   measurement side returns the script's examination findings, and the pack's free-text reader
+   takes from them the findings the pack has ("ptosis", "temperature 38.9 °C"), entered as
+   observed (present or absent) where the history left them open.
+   Examinations and tests: the engine orders the tests its assessment suggests (greedy cover of
    the differential's probability, `engine.workup`), one turn each. A deterministic measurement
    side answers each request from the script when one of its entries matches the request's words
    ("chest CT" ↔ "Imaging / Chest_CT"), and "normal / not available" otherwise. A test whose
@@ -33,6 +37,7 @@ from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.jsonl import read_jsonl, run_logged
 from diagnostician.bench.scoring import icd10_map, match_diagnosis, pack_synonyms, top_k_hit
 from diagnostician.bench.vignettes import Vignette, consult_with_patient, vignette_demographics
+from diagnostician.dialogue.nlu import MAX_CHARS
 from diagnostician.errors import CaseFileError
 from diagnostician.knowledge.schema import Pack
 
@@ -136,11 +141,18 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
     config = BenchConfig(pack=pack.name, max_questions=max(1, turns - TEST_TURNS))
     row, c = consult_with_patient(pack, case.vignette, config, rng)
     ordered: list[dict[str, Any]] = []
+    examined: list[str] = []
     if c is not None:
+        examined = examine(pack, c, case)
+        row["transcript"] += [
+            {"role": "doctor", "text": "Examination: general physical examination."},
+            {"role": "measurement", "text": exam_text(case) or NOT_AVAILABLE},
+            {"role": "doctor", "text": "Read as findings: " + (", ".join(examined) if examined else "none the knowledge has") + "."},
+        ]
         lab = Measurement(case.tests)
         exam = Measurement(case.exams)
         interpreted = 0
-        for t in c.assessment(explain_top=0).tests[: max(0, turns - row["turns"])]:
+        for t in c.assessment(explain_top=0).tests[: max(0, turns - row["turns"] - 1)]:
             side = exam if t.kind == "exam" else lab
             keys = side.keys_for(t.name)
             result = side.answer(t.name)
@@ -158,7 +170,7 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
                 {"role": "measurement", "text": result},
                 {"role": "doctor", "text": note},
             ]
-        if interpreted:
+        if interpreted or examined:
             a = c.assessment(explain_top=0)
             row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
     groups = _test_key_groups(case.tests)
@@ -169,9 +181,22 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
         informative_share=round(len(hit_groups) / len(groups), 4) if groups else None,
         over_testing=sum(not o["script_keys"] for o in ordered),
         turns_history=row["turns"],
-        turns=row["turns"] + len(ordered),
+        exam_findings=examined,
+        turns=row["turns"] + len(ordered) + (c is not None),
     )
     return row
+
+
+def exam_text(case: OsceCase) -> str:
+    """The script's physical examination findings as one text ("Vital Signs, Temperature: 38.9 °C; ...")."""
+    return "; ".join(f"{k.replace('_', ' ').replace(' / ', ', ')}: {v}" for k, v in case.exams.items())
+
+
+def examine(pack: Pack, c: Any, case: OsceCase) -> list[str]:
+    """Enter what a general examination shows as the pack's findings the history left open; 'code: yes|no' of each."""
+    if not case.exams:
+        return []
+    return [f"{t.answer.code}: {'yes' if t.answer.value else 'no'}" for t in c.observe(exam_text(case)[:MAX_CHARS])]
 
 
 def run_osce(

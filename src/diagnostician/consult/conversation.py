@@ -20,7 +20,7 @@ from diagnostician.dialogue.intake import parse_age, parse_sex, rank_by_words
 from diagnostician.dialogue.mentions import UNCERTAIN, Mention, Reading, engine_value
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, reader_for
 from diagnostician.dialogue.plain import is_why, understand_answer
-from diagnostician.dialogue.results import read_results
+from diagnostician.dialogue.results import other_words, read_results
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
 from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
@@ -192,11 +192,12 @@ class Conversation:
     def _results(self, text: str) -> list[str]:
         """Examination or test results in the text, entered; their words and the new assessment (nothing read: [])."""
         read = read_results(self.pack, text, self.max_chars)
-        if not read.results and not read.uninterpreted:
-            return []
         c = self.c
-        noted = []
-        flags: list[RedFlag] = []
+        observed = c.observe(other_words(text, read)) if c is not None else []  # type: ignore[union-attr]
+        if not read.results and not read.uninterpreted and not observed:
+            return []
+        noted = [answer_text(self.pack, t.answer) for t in observed]
+        flags: list[RedFlag] = [r for t in observed for r in t.new_red_flags]
         for r in read.results:
             turn = c.enter_result(r.code, r.value)  # type: ignore[union-attr]
             flags += list(turn.new_red_flags)

@@ -12,9 +12,9 @@ answer and undo raises the revision, so a retried answer is recognised (same id)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from diagnostician.consult.session import Consultation
+from diagnostician.consult.session import Consultation, TurnResult
 from diagnostician.consult.store import (
     AuditEntry,
     ConsultationNotFoundError,
@@ -373,26 +373,37 @@ class ConsultationService:
         self, consultation_id: str, text: str | None, results: Mapping[str, object] | None, key_name: str | None = None
     ) -> dict[str, Any]:
         """Enter examination and test results (coded, or in words), each saved and audited; then the assessment with them."""
-        from diagnostician.dialogue.results import read_results
+        from diagnostician.dialogue.results import other_words, read_results
 
         loaded = self.load(consultation_id, key_name)
         c = loaded.consultation
         entries: dict[str, object] = {}
         uninterpreted: tuple[str, ...] = ()
+        rest = ""
         if text:
             read = read_results(self.pack, text)
             entries.update({r.code: r.value for r in read.results})
             uninterpreted = read.uninterpreted
+            rest = other_words(text, read)
         entries.update(results or {})
-        if not entries and not uninterpreted:
-            raise InputError("no examination or test result was recognised; name the test and its result (e.g. 'troponin raised')")
         for code in entries:
             if self.pack.finding(code).stage == "history":
                 raise InputError(f"{code} is a question of the inquiry, not an examination or test result")
+        # Findings an examination shows ("temperature 38.9", "jaundiced") that the inquiry left open.
+        observed = c.observe(rest) if rest.strip() else []
+        if not entries and not uninterpreted and not observed:
+            raise InputError("no examination or test result was recognised; name the test and its result (e.g. 'troponin raised')")
         revision = loaded.stored.revision
         entered = []
-        for code, value in entries.items():
-            turn = c.enter_result(code, value)  # InvalidAnswerError leaves the stored consultation as it was
+
+
+        def turns() -> Iterator[TurnResult]:
+            yield from observed  # already entered by observe
+            for code, value in entries.items():
+                yield c.enter_result(code, value)  # InvalidAnswerError leaves the stored consultation as it was
+
+        for turn in turns():
+            code = turn.answer.code
             now = triage(self.pack, c.state, posterior(c.state), c.triage_policy, extra=c.course)
             item = {"finding": code, "value": _json_value(turn.answer.value), "text": answer_text(self.pack, turn.answer),
                     "new_red_flags": [red_flag_view(r) for r in turn.new_red_flags]}  # fmt: skip

@@ -20,8 +20,10 @@ from diagnostician.engine import (
     update,
 )
 from diagnostician.engine.posterior import rebuild
-from diagnostician.errors import InputError, SessionError
-from diagnostician.knowledge.schema import TRIAGE_LEVELS, Pack, RedFlag, load_pack
+from diagnostician.dialogue.mentions import PRESENT, UNCERTAIN
+from diagnostician.dialogue.nlu import read_text
+from diagnostician.errors import DiagnosticianError, InputError, SessionError
+from diagnostician.knowledge.schema import BINARY, TRIAGE_LEVELS, Pack, RedFlag, load_pack
 
 SESSION_FORMAT = "diagnostician-consultation/1"
 
@@ -166,6 +168,21 @@ class Consultation:
         # The finding was unanswered before, so a flag that involves it cannot have fired earlier.
         new = tuple(r for r in fired_red_flags(self.pack, self.state) if any(c == code for c, _ in r.when))
         return TurnResult(self.state.answers[-1], new)
+
+    def observe(self, text: str) -> list[TurnResult]:
+        """Examination findings in words ("temperature 38.9", "jaundiced") entered as the pack's findings the inquiry left open."""
+        # "Abdomen: normal" from an examiner says nothing of the patient's tummy ache: a body part said
+        # to be fine is read that way only in a patient's own words (the lexicon's normal states).
+        out = []
+        for m in read_text(self.pack, text).mentions:
+            f = self.pack.finding(m.code)
+            if m.code in self.state.answered or f.stage != "history" or f.kind != BINARY or m.polarity == UNCERTAIN or m.method == "normal":
+                continue
+            try:
+                out.append(self.volunteer(m.code, m.polarity == PRESENT))
+            except DiagnosticianError:
+                continue  # e.g. a finding the age or sex rules out
+        return out
 
     def enter_result(self, code: str, value: bool | None) -> TurnResult:
         """Enter an examination or test result (a result finding of the pack); a later result replaces an earlier one."""

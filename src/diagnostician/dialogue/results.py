@@ -88,3 +88,10 @@ def read_results(pack: Pack, text: str, max_chars: int = 5000) -> ResultsRead:
     """The examination and test results a text reports, and the tests it names that the pack cannot interpret."""
     check_text(text, max_chars)
     return _reader(pack).read(text)
+
+
+def other_words(text: str, read: ResultsRead) -> str:
+    """The text without the results and test names it was read for: what is left may name findings ("temperature 38.9")."""
+    for piece in sorted([r.text for r in read.results] + list(read.uninterpreted), key=len, reverse=True):
+        text = re.sub(re.escape(piece), " ", text, flags=re.IGNORECASE)
+    return text
