@@ -55,13 +55,14 @@ def test_a_consultation_orders_tests_that_bear_on_the_differential_and_scores(tm
     (case,) = load_osce(_write(tmp_path, [CASE]))
     row = consult_osce(pack, case, 20, random.Random(0))
     # History, one general examination, then tests: within the budget.
-    assert row["ended"] and row["turns"] <= 20 and row["turns"] == row["turns_history"] + 1 + row["tests_ordered"]
+    assert row["ended"] and row["turns"] <= 20 and row["turns"] == row["turns_history"] + row["exams_ordered"] + row["tests_ordered"]
+    assert row["exams_ordered"] >= 1
     assert any(t["text"] == "Examination: general physical examination." for t in row["transcript"])
     # Tests were ordered, and none bears on no condition of the differential at the time (mass > 0).
     assert row["orders"] and all(o["mass"] > 0 for o in row["orders"])
     assert any(t["role"] == "measurement" for t in row["transcript"])
     s = osce_summary(pack, [row])
-    assert set(s) >= {"top1", "top5", "turns", "tests_ordered", "informative_share", "over_testing", "coverage"}
+    assert set(s) >= {"top1", "top5", "turns", "tests_ordered", "exams_ordered", "informative_share", "over_testing", "coverage"}
     assert s["coverage"] == 1.0 and s["top5"] == 1.0  # a urinary infection is in this pack's differential
 
 

@@ -175,8 +175,10 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
             row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
     groups = _test_key_groups(case.tests)
     hit_groups = {g for o in ordered for k in o["script_keys"] for g in groups if k == g or k.startswith(g + " / ")}
+    exams = sum(o["kind"] == "exam" for o in ordered) + (c is not None)  # the general examination, then any ordered
     row.update(
-        tests_ordered=len(ordered),
+        tests_ordered=len(ordered) + (c is not None) - exams,
+        exams_ordered=exams,
         orders=ordered,
         informative_share=round(len(hit_groups) / len(groups), 4) if groups else None,
         over_testing=sum(not o["script_keys"] for o in ordered),
@@ -344,6 +346,7 @@ def osce_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:
         "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2),
         "turns_history": round(sum(r.get("turns_history") or 0 for r in results) / n, 2),
         "tests_ordered": round(sum(r.get("tests_ordered") or 0 for r in results) / n, 2),
+        "exams_ordered": round(sum(r.get("exams_ordered") or 0 for r in results) / n, 2),
         "informative_share": round(sum(shares) / len(shares), 4) if shares else None,
         "over_testing": round(sum(r.get("over_testing") or 0 for r in results) / n, 2),
         "emergency_cases": em_total,
