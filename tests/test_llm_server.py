@@ -184,6 +184,8 @@ def test_cli_chat_model_on_ddxplus_records(llama, tmp_path, monkeypatch):
 
     monkeypatch.setenv("DIAGNOSTICIAN_LLM_BASE_URL", llama.url)
     monkeypatch.setenv("DIAGNOSTICIAN_LLM_MODEL", "gemma-3-270m")
+    # The plumbing is under test, not speed: a busy 2-core machine can take longer than the 30 s default.
+    monkeypatch.setenv("DIAGNOSTICIAN_LLM_TIMEOUT", "300")
     p = run_cli("bench", "ddxplus", "--cases", str(EN_DEV), "--agent", "openai", "--limit", "1", "--max-questions", "2",
                 "--out", str(tmp_path), "--quiet", timeout=600)  # fmt: skip
     assert p.returncode == 0, p.stderr
