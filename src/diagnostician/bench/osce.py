@@ -143,10 +143,11 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
     ordered: list[dict[str, Any]] = []
     examined: list[str] = []
     if c is not None:
-        examined = examine(pack, c, case)
+        shown = exam_text(case)
+        examined = examine(c, shown)
         row["transcript"] += [
             {"role": "doctor", "text": "Examination: general physical examination."},
-            {"role": "measurement", "text": exam_text(case) or NOT_AVAILABLE},
+            {"role": "measurement", "text": shown or NOT_AVAILABLE},
             {"role": "doctor", "text": "Read as findings: " + (", ".join(examined) if examined else "none the knowledge has") + "."},
         ]
         lab = Measurement(case.tests)
@@ -194,11 +195,11 @@ def exam_text(case: OsceCase) -> str:
     return "; ".join(f"{k.replace('_', ' ').replace(' / ', ', ')}: {v}" for k, v in case.exams.items())
 
 
-def examine(pack: Pack, c: Any, case: OsceCase) -> list[str]:
-    """Enter what a general examination shows as the pack's findings the history left open; 'code: yes|no' of each."""
-    if not case.exams:
+def examine(c: Any, shown: str) -> list[str]:
+    """Enter what a general examination shows (exam_text) as the findings the history left open; 'code: yes|no' of each."""
+    if not shown:
         return []
-    return [f"{t.answer.code}: {'yes' if t.answer.value else 'no'}" for t in c.observe(exam_text(case)[:MAX_CHARS])]
+    return [f"{t.answer.code}: {'yes' if t.answer.value else 'no'}" for t in c.observe(shown[:MAX_CHARS])]
 
 
 def run_osce(

@@ -396,7 +396,6 @@ class ConsultationService:
         revision = loaded.stored.revision
         entered = []
 
-
         def turns() -> Iterator[TurnResult]:
             yield from observed  # already entered by observe
             for code, value in entries.items():

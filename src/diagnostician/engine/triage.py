@@ -96,12 +96,12 @@ def accounting(pack: Pack, state: State) -> np.ndarray:
     for a in state.answers:
         if not a.is_positive(pack):
             continue
-        f = pack.finding(a.code)
+        own = pack.finding_columns[pack.finding_index[a.code]]
         if a.value is True:
-            cols.append(int(pack.finding_columns[pack.finding_index[a.code]][0]))
+            cols.append(int(own[0]))
         else:
             given = {a.value} if isinstance(a.value, str) else set(a.value or ())
-            cols += [int(j) for j in pack.finding_columns[pack.finding_index[a.code]] if pack.col_value[j] in given - {f.default}]
+            cols += [int(j) for j in own if pack.col_value[j] in given - {pack.finding(a.code).default}]
     if not cols:
         return everyone
     return (pack.p_source[:, cols] != pack.unlisted_source).any(axis=1)

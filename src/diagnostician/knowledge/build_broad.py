@@ -574,18 +574,24 @@ def build(
             cells[(c["code"], preg)] = (PREGNANCY_P, 5)
     # Curated hallmark features fill what the sources leave out (or give only MedlinePlus's flat share);
     # SymCAT, DDXPlus and red-flag cells stay as they are.
+    def feature(where: str, owner: str, feat: dict[str, Any]) -> tuple[str, float]:
+        """A curated feature's finding (folded) and share, checked: known finding, share in (0, 1), a basis."""
+        f, p = canon(str(feat.get("finding", ""))), feat.get("p")
+        if f not in findings:
+            raise PackError(f"{where} ({owner}): unknown finding {f!r}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
+            raise PackError(f"{where} ({owner}, {f}): probability {p!r} is not in (0, 1)")
+        if not str(feat.get("basis", "")).strip():
+            raise PackError(f"{where} ({owner}, {f}): no basis")
+        return f, float(p)
+
     for row in _optional_tables(sources, "hallmarks*.jsonl"):
-        code, f, p = str(_need(row, "condition")), canon(str(_need(row, "finding"))), row.get("p")
+        code = str(_need(row, "condition"))
         if code not in by_code:
             raise PackError(f"{row['_where']}: unknown condition {code!r}")
-        if f not in findings:
-            raise PackError(f"{row['_where']} ({code}): unknown finding {f!r}")
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
-            raise PackError(f"{row['_where']} ({code}, {f}): probability {p!r} is not in (0, 1)")
-        if not str(row.get("basis", "")).strip():
-            raise PackError(f"{row['_where']} ({code}, {f}): no basis")
+        f, p = feature(row["_where"], code, row)
         if (code, f) not in cells or cells[(code, f)][1] == 2:
-            cells[(code, f)] = (float(p), 7)
+            cells[(code, f)] = (p, 7)
     for c in conds:
         if not c.get("curated"):
             continue
@@ -593,12 +599,8 @@ def build(
         if not isinstance(features, list) or not features:
             raise PackError(f"{c['row']['_where']} ({c['row']['id']}): a curated condition needs its features")
         for feat in features:
-            f, p = canon(str(feat.get("finding", ""))), feat.get("p")
-            if f not in findings:
-                raise PackError(f"{c['row']['_where']} ({c['row']['id']}): unknown finding {feat.get('finding')!r}")
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1 or not str(feat.get("basis", "")).strip():
-                raise PackError(f"{c['row']['_where']} ({c['row']['id']}, {f}): probability {p!r} not in (0, 1) or no basis")
-            cells[(c["code"], f)] = (float(p), 7)
+            f, p = feature(c["row"]["_where"], c["row"]["id"], feat)
+            cells[(c["code"], f)] = (p, 7)
 
     # A narrower finding listed for a condition makes its broader finding at least as likely.
     implied = implications(findings, findings)
