@@ -343,3 +343,16 @@ def test_a_modifier_shared_by_joined_words(tmp_path: Path) -> None:
     assert found(pack, "knee pain and swelling") == {"pain": (PRESENT, None), "fever": (PRESENT, None)}
     assert found(pack, "no knee pain or swelling") == {"pain": (ABSENT, None), "fever": (ABSENT, None)}
     assert found(pack, "knee pain and a cough") == {"pain": (PRESENT, None)}
+
+
+def test_a_body_part_and_its_symptom_noun_said_the_other_way_round(tmp_path: Path) -> None:
+    meta, tables = tiny_pack_data()
+    folder = write_pack_files(tmp_path / "tiny", meta, tables)
+    lex = {**TINY_LEXICON, "findings": {"pain": {"terms": ["knee pain"], "source": "curated"}, "fever": {"terms": ["knee swelling"], "source": "curated"}}}
+    (folder / "lexicon_en.json").write_text(json.dumps(lex), encoding="utf-8")
+    pack = load_pack_dir(folder)
+    assert found(pack, "swelling in the right knee") == {"fever": (PRESENT, None)}
+    # The head before the joiner shares what follows the second one.
+    assert found(pack, "pain and swelling in the right knee") == {"pain": (PRESENT, None), "fever": (PRESENT, None)}
+    assert found(pack, "no pain or swelling in my knee") == {"pain": (ABSENT, None), "fever": (ABSENT, None)}
+    assert found(pack, "a cough and swelling in the knee") == {"fever": (PRESENT, None)}

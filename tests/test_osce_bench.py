@@ -125,3 +125,13 @@ def test_a_chat_model_doctor_asks_examines_orders_and_answers(tmp_path) -> None:
     played = ScriptedClient(["Mild suprapubic tenderness."])
     assert llm_measurement(played, case)("exam", "abdomen") == "Mild suprapubic tenderness."
     assert "Suprapubic_Tenderness" in played.calls[0][0]["content"]
+
+
+def test_an_ordered_test_is_read_like_any_results_text(tmp_path) -> None:
+    pack = load_pack("broad")
+    (case,) = load_osce(_write(tmp_path, [CASE]))
+    row = consult_osce(pack, case, 20, random.Random(0))
+    # The urinalysis the script holds comes back, and its leukocyte esterase enters as a result of known accuracy.
+    (urine,) = [o for o in row["orders"] if "Urinalysis / Leukocyte_Esterase" in o["script_keys"]]
+    assert "result:urine-leukocyte-esterase-positive: positive" in urine["entered"]
+    assert row["turns_history"] <= 8 and sum(bool(set(o["script_keys"]) & set(urine["script_keys"])) for o in row["orders"]) == 1  # never re-ordered

@@ -13,7 +13,7 @@ from diagnostician.dialogue.results import read_results
 from diagnostician.engine.posterior import posterior
 from diagnostician.engine.workup import result_suggestions, suggestion_lines
 from diagnostician.errors import InputError, PackError
-from diagnostician.knowledge.results import RESULT_SOURCE, ResultEntry, load_results, parse_results, with_results
+from diagnostician.knowledge.results import RESULT_SOURCE, ResultEntry, ValueRule, load_results, parse_results, with_results
 from diagnostician.knowledge.schema import load_pack
 from tinypack import make_tiny_pack
 
@@ -144,10 +144,43 @@ def test_consultation_observe_fills_only_open_findings() -> None:
     assert c.state.answered["E_91"].value is False and c.state.answered["E_201"].value is True
 
 
-def test_an_osce_script_result_reads_positive_negative_or_unclear() -> None:
-    from diagnostician.bench.osce import script_verdict
+TSH = ResultEntry(
+    "tsh-raised", "lab", "thyroid-stimulating hormone", "Was the TSH raised?", "TSH raised", ("tsh raised", "raised tsh"), ("tsh normal",),
+    {"tiny": ("CA",)}, 0.9, 0.85, "hand-made for the test", ("TSH", "thyroid function"),
+    ValueRule(("tsh", "thyroid stimulating hormone"), 4.5, True, "mIU/L"),
+)  # fmt: skip
 
-    assert script_verdict("Troponin I: 2.3 ng/mL (elevated)") is True
-    assert script_verdict("Rapid strep test: negative") is False
-    assert script_verdict("Lipase: 120 U/L") is None  # a number alone: not interpreted
-    assert script_verdict("CT: no evidence of appendicitis; enlarged lymph nodes") is None  # both: not interpreted
+
+def test_a_lab_value_is_read_against_its_threshold_in_its_unit(tmp_path) -> None:
+    pack = with_results(make_tiny_pack(tmp_path), (TSH,))
+    read = lambda text: [(r.code, r.value) for r in read_results(pack, text).results]  # noqa: E731
+    assert read("TSH: 12.1 mIU/L") == [("result:tsh-raised", True)]
+    assert read("Thyroid stimulating hormone was 2.0") == [("result:tsh-raised", False)]
+    assert read("Blood tests, TSH: 8 mIU/L; free T4 low") == [("result:tsh-raised", True)]
+    assert read("TSH 8 mg/dL") == []  # another unit: never converted or guessed
+    assert read("TSH raised at 3") == [("result:tsh-raised", True)]  # the words said it; they come first
+    assert read("WBC 15,000/mm3, TSH 1.2") == [("result:tsh-raised", False)]  # clauses do not split inside numbers
+    meta = pack.meta["results"][0]
+    assert meta["orders"] == ["TSH", "thyroid function"] and meta["value"] == {"analytes": ["tsh", "thyroid stimulating hormone"], "above": 4.5, "unit": "mIU/L"}
+
+
+def test_a_value_rule_is_checked() -> None:
+    good = {"id": "x", "kind": "lab", "test": "t", "question": "q?", "label": "l", "terms": ["x"], "targets": {"ddxplus": ["URTI"]},
+            "sensitivity": 0.9, "specificity": 0.8, "basis": "b", "orders": ["t"], "value": {"analytes": ["x"], "above": 3, "unit": "g/L"}}  # fmt: skip
+    assert parse_results({"format": "diagnostician-results/1", "results": [good]})[0].value.threshold == 3.0
+    for bad in ({"analytes": [], "above": 3, "unit": ""}, {"analytes": ["x"], "above": 3, "below": 1, "unit": ""}, {"analytes": ["x"], "above": "3", "unit": ""},
+                {"analytes": ["x"], "above": 3}):  # fmt: skip
+        with pytest.raises(PackError):
+            parse_results({"format": "diagnostician-results/1", "results": [{**good, "value": bad}]})
+    with pytest.raises(PackError):
+        parse_results({"format": "diagnostician-results/1", "results": [{**good, "orders": "t"}]})
+
+
+def test_take_results_enters_results_and_examination_findings_and_notes_what_it_cannot_weigh() -> None:
+    c = Consultation.begin(30, "F", {"E_201": True}, pack=load_pack("ddxplus"))
+    taken = c.take_results("rapid flu test positive, temperature 39.1 C; MRI of the knee normal")
+    assert [(r.code, r.value) for r, _ in taken.entered] == [("result:rapid-flu-positive", True)]
+    assert [t.answer.code for t in taken.observed] == ["E_91"] and c.state.answered["E_91"].value is True
+    assert c.state.answered["result:rapid-flu-positive"].value is True
+    assert taken.uninterpreted and c.uninterpreted == taken.uninterpreted
+    assert not c.take_results("nothing to see here")

@@ -6,29 +6,35 @@ findings, the test results and the correct diagnosis. The engine is the doctor:
    actor's script (demographics, history, symptoms, past medical and social history, review of
    systems), through the same Conversation as the chat.
 2. Examination: one turn for a general physical examination, as every clinician does: the
-   measurement side returns the script's examination findings, and the pack's free-text reader
-   takes from them the findings the pack has ("ptosis", "temperature 38.9 °C"), entered as
-   observed (present or absent) where the history left them open.
-   Examinations and tests: the engine orders the tests its assessment suggests (greedy cover of
-   the differential's probability, `engine.workup`), one turn each. A deterministic measurement
-   side answers each request from the script when one of its entries matches the request's words
-   ("chest CT" ↔ "Imaging / Chest_CT"), and "normal / not available" otherwise. A test whose
-   result has a published sensitivity and specificity (knowledge/results.py, suggested first by
-   value of information) is interpreted when the script holds its result: the script's words say
-   positive/abnormal or negative/normal, and the result enters the posterior. Any other result is
-   recorded but not interpreted (no likelihood), and the transcript says so.
-3. Final answer: the differential after the history and the interpreted results (top-1 / top-5
-   with the diagnosis matcher).
+   measurement side returns the script's examination findings, read as results are read in the
+   product (`Consultation.take_results`): examination signs of known accuracy ("Murphy's sign
+   positive") enter as results, and the pack's findings it shows ("ptosis", "temperature
+   38.9 °C") enter as observed where the history left them open.
+   Tests: the engine orders what its assessment suggests (results of known accuracy by value of
+   information first, then the greedy cover of the differential's probability, `engine.workup`),
+   one turn each, re-ranked after every result, until the leading condition's posterior reaches
+   SETTLED or the budget ends. A deterministic measurement side answers each request from the
+   script when one of its entries matches the request's words or one of the result's order names
+   ("chest CT" ↔ "Imaging / Chest_CT"), and "normal / not available" otherwise. Whatever the
+   script returns is read like any results text: every result of known accuracy in it (by its
+   words, or a lab value against its threshold) enters the posterior; the rest is recorded, not
+   interpreted (no likelihood), and the transcript says so. A test whose script entries were
+   already returned is not ordered again.
+3. Final answer: the differential after the history, the examination and the results (top-1 /
+   top-5 with the diagnosis matcher).
 
-Budget: `turns` in all (default 20, as in the AgentClinic paper); the history may use all but the
-turns reserved for tests. Metrics: top1, top5, turns (history + tests), tests_ordered, the share
-of the script's tests ordered, and over-testing (ordered tests the script has no result for).
+Budget: `turns` in all (default 20, as in the AgentClinic paper); the history takes at most
+`history` questions (default HISTORY_TURNS) and always leaves the examination and TEST_TURNS;
+tests may use the rest. Metrics: top1, top5, turns (history + examination + tests, mean and
+median), tests_ordered, the share of the script's tests ordered, and over-testing (ordered tests
+the script has no result for).
 """
 
 from __future__ import annotations
 
 import random
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,10 +45,13 @@ from diagnostician.bench.scoring import icd10_map, match_diagnosis, pack_synonym
 from diagnostician.bench.vignettes import Vignette, consult_with_patient, vignette_demographics
 from diagnostician.dialogue.nlu import MAX_CHARS
 from diagnostician.errors import CaseFileError
+from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import Pack
 
 DEFAULT_TURNS = 20
-TEST_TURNS = 3  # turns kept for examinations and tests
+TEST_TURNS = 3  # turns kept for tests, after the general examination
+SETTLED = 0.9  # posterior of the leading condition at which testing stops
+HISTORY_TURNS = 8  # questions to the patient, as a clinician plans a timed OSCE station
 NOT_AVAILABLE = "normal / not available"
 _STOP = frozenset({"the", "of", "and", "or", "a", "an", "test", "tests", "level", "levels", "scan", "findings", "exam", "examination", "unspecified"})
 
@@ -125,20 +134,9 @@ def _test_key_groups(entries: dict[str, str]) -> list[str]:
     return groups
 
 
-_POSITIVE = re.compile(r"\b(positive|elevated|raised|high|increased|abnormal|detected|present|consolidation|enlarged|dilated|tender(?:ness)?)\b")
-_NEGATIVE = re.compile(r"\b(negative|normal|unremarkable|not detected|absent|within normal limits|no evidence|clear|none)\b")
-
-
-def script_verdict(text: str) -> bool | None:
-    """Whether a script's result reads positive/abnormal (True) or negative/normal (False); None when it says neither or both."""
-    low = text.lower()
-    pos, neg = bool(_POSITIVE.search(low)), bool(_NEGATIVE.search(low))
-    return None if pos == neg else pos
-
-
-def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> dict[str, Any]:
-    """One OSCE consultation: history by the engine, the tests it suggests answered from the script, its final differential."""
-    config = BenchConfig(pack=pack.name, max_questions=max(1, turns - TEST_TURNS))
+def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random, history: int = HISTORY_TURNS) -> dict[str, Any]:
+    """One OSCE consultation: history by the engine, a general examination, the tests it suggests answered from the script, its final differential."""
+    config = BenchConfig(pack=pack.name, max_questions=max(1, min(history, turns - TEST_TURNS - 1)))
     row, c = consult_with_patient(pack, case.vignette, config, rng)
     ordered: list[dict[str, Any]] = []
     examined: list[str] = []
@@ -150,30 +148,9 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
             {"role": "measurement", "text": shown or NOT_AVAILABLE},
             {"role": "doctor", "text": "Read as findings: " + (", ".join(examined) if examined else "none the knowledge has") + "."},
         ]
-        lab = Measurement(case.tests)
-        exam = Measurement(case.exams)
-        interpreted = 0
-        for t in c.assessment(explain_top=0).tests[: max(0, turns - row["turns"] - 1)]:
-            side = exam if t.kind == "exam" else lab
-            keys = side.keys_for(t.name)
-            result = side.answer(t.name)
-            value = script_verdict(result) if (t.result and keys) else None
-            ordered.append({"test": t.name, "kind": t.kind, "mass": round(t.mass, 4), "bits": t.bits, "script_keys": keys, "result": result, "interpreted": value})
-            why = f"a result would tell {t.bits:.2f} bits" if t.bits is not None else f"bearing on {t.mass:.0%} of the differential"
-            if value is not None:
-                c.enter_result(t.result, value)  # type: ignore[arg-type]
-                interpreted += 1
-                note = f"Result entered as {'positive / abnormal' if value else 'negative / normal'} (published sensitivity and specificity)."
-            else:
-                note = "Result recorded, not interpreted: no published accuracy for it in the knowledge, or no clear result in the script."
-            row["transcript"] += [
-                {"role": "doctor", "text": f"Order: {t.name} ({t.kind}), {why}."},
-                {"role": "measurement", "text": result},
-                {"role": "doctor", "text": note},
-            ]
-        if interpreted or examined:
-            a = c.assessment(explain_top=0)
-            row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
+        ordered = order_tests(c, case, max(0, turns - row["turns"] - 1), row["transcript"])
+        a = c.assessment(explain_top=0)
+        row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
     groups = _test_key_groups(case.tests)
     hit_groups = {g for o in ordered for k in o["script_keys"] for g in groups if k == g or k.startswith(g + " / ")}
     exams = sum(o["kind"] == "exam" for o in ordered) + (c is not None)  # the general examination, then any ordered
@@ -190,16 +167,65 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random) -> 
     return row
 
 
+def order_tests(c: Any, case: OsceCase, budget: int, transcript: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Order what the assessment suggests, one test a turn, re-ranked after each result; every result read from the script's words."""
+    lab, exam = Measurement(case.tests), Measurement(case.exams)
+    orders = {code: tuple(r.get("orders") or ()) for code, r in result_entries(c.pack).items()}
+    ordered: list[dict[str, Any]] = []
+    seen_keys: set[str] = set()
+    asked: set[str] = set()
+    while len(ordered) < budget:
+        a = c.assessment(explain_top=0)
+        if a.differential and a.differential[0].posterior >= SETTLED:
+            break  # the diagnosis is settled: no more tests
+        pick = None
+        for t in a.tests:
+            if t.name.lower() in asked:
+                continue
+            side = exam if t.kind == "exam" else lab
+            aliases = orders.get(t.result or "", ())
+            keys = side.keys_for(t.name, aliases)
+            if keys and set(keys) <= seen_keys:
+                asked.add(t.name.lower())
+                continue  # its report is already in hand
+            pick = (t, side, aliases, keys)
+            break
+        if pick is None:
+            break
+        t, side, aliases, keys = pick
+        asked.add(t.name.lower())
+        seen_keys.update(keys)
+        result = side.answer(t.name, aliases)
+        taken = c.take_results(script_words(result)[:MAX_CHARS]) if keys else None
+        entered = [f"{r.code}: {'positive' if r.value else 'negative'}" for r, _ in taken.entered] if taken else []
+        entered += [f"{x.answer.code}: {'yes' if x.answer.value else 'no'}" for x in taken.observed] if taken else []
+        ordered.append({"test": t.name, "kind": t.kind, "mass": round(t.mass, 4), "bits": t.bits, "script_keys": keys, "result": result, "entered": entered})
+        why = f"a result would tell {t.bits:.2f} bits" if t.bits is not None else f"bearing on {t.mass:.0%} of the differential"
+        note = ("Read as: " + ", ".join(entered) + ".") if entered else "Result recorded, not interpreted: no published accuracy in the knowledge for what it shows."
+        transcript += [
+            {"role": "doctor", "text": f"Order: {t.name} ({t.kind}), {why}."},
+            {"role": "measurement", "text": result},
+            {"role": "doctor", "text": note},
+        ]
+    return ordered
+
+
+def script_words(text: str) -> str:
+    """A script's entry paths and results as plain words ("Blood_Tests / TSH: 12" → "Blood Tests, TSH: 12")."""
+    return text.replace("_", " ").replace(" / ", ", ")
+
+
 def exam_text(case: OsceCase) -> str:
     """The script's physical examination findings as one text ("Vital Signs, Temperature: 38.9 °C; ...")."""
-    return "; ".join(f"{k.replace('_', ' ').replace(' / ', ', ')}: {v}" for k, v in case.exams.items())
+    return "; ".join(f"{script_words(k)}: {v}" for k, v in case.exams.items())
 
 
 def examine(c: Any, shown: str) -> list[str]:
-    """Enter what a general examination shows (exam_text) as the findings the history left open; 'code: yes|no' of each."""
+    """Enter what a general examination shows (exam_text): signs of known accuracy, and findings the history left open; 'code: yes|no' of each."""
     if not shown:
         return []
-    return [f"{t.answer.code}: {'yes' if t.answer.value else 'no'}" for t in c.observe(shown[:MAX_CHARS])]
+    taken = c.take_results(shown[:MAX_CHARS])
+    return [f"{r.code}: {'yes' if r.value else 'no'}" for r, _ in taken.entered] + [f"{t.answer.code}: {'yes' if t.answer.value else 'no'}" for t in taken.observed]
 
 
 def run_osce(
@@ -207,13 +233,14 @@ def run_osce(
     cases: list[OsceCase],
     out_dir: Path | None = None,
     turns: int = DEFAULT_TURNS,
+    history: int = HISTORY_TURNS,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     consult: Callable[[OsceCase], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Consult every case (resuming from out_dir/cases.jsonl) and return the rows; `consult` replaces the engine (a chat model)."""
     by_id = {c.vignette.id: c for c in cases}
-    run = consult or (lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}")))
+    run = consult or (lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}"), history))
     results, _ = run_logged(list(by_id.values()), lambda c: c.vignette.id, run, out_dir, progress=progress)
     return results
 
@@ -345,6 +372,7 @@ def osce_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:
         "top1": round(top1 / n, 4),
         "top5": round(top5 / n, 4),
         "turns": round(sum(r.get("turns") or 0 for r in results) / n, 2),
+        "turns_median": float(statistics.median(r.get("turns") or 0 for r in results)),
         "turns_history": round(sum(r.get("turns_history") or 0 for r in results) / n, 2),
         "tests_ordered": round(sum(r.get("tests_ordered") or 0 for r in results) / n, 2),
         "exams_ordered": round(sum(r.get("exams_ordered") or 0 for r in results) / n, 2),

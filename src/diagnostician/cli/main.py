@@ -366,22 +366,18 @@ def _enter_results(con: Any, c: Any, text: str) -> bool:
     """Read results in words and enter them; say what was entered and what cannot be interpreted. Whether any was."""
     from rich.markup import escape
 
-    from diagnostician.dialogue.results import other_words, read_results
     from diagnostician.engine.explain import answer_text
 
-    read = read_results(c.pack, text)
-    observed = c.observe(other_words(text, read))
-    for t in observed:
+    taken = c.take_results(text)
+    for t in taken.observed:
         con.print(f"[green]Examination finding entered:[/] {escape(answer_text(c.pack, t.answer))}")
-    for r in read.results:
-        c.enter_result(r.code, r.value)
+    for r, _ in taken.entered:
         con.print(f"[green]Result entered:[/] {escape(r.text)} → {'positive / abnormal' if r.value else 'negative / normal'}")
-    for what in read.uninterpreted:
-        c.note_uninterpreted(what)
+    for what in taken.uninterpreted:
         con.print(f"[yellow]Recorded, cannot interpret[/] (no likelihood in the knowledge pack): {escape(what)}")
-    if not read.results and not read.uninterpreted and not observed:
+    if not taken:
         con.print("[yellow]No examination or test result recognised; name the test and its result (e.g. 'troponin raised').[/]")
-    return bool(read.results or read.uninterpreted or observed)
+    return bool(taken)
 
 
 def _check_export_paths(args: argparse.Namespace) -> None:

@@ -20,7 +20,6 @@ from diagnostician.dialogue.intake import parse_age, parse_sex, rank_by_words
 from diagnostician.dialogue.mentions import UNCERTAIN, Mention, Reading, engine_value
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, reader_for
 from diagnostician.dialogue.plain import is_why, understand_answer
-from diagnostician.dialogue.results import other_words, read_results
 from diagnostician.dialogue.render import Audience, answer_menu, is_scale, patient_question, plain_reason, reason
 from diagnostician.engine import NOTICE, InquiryPolicy, Question
 from diagnostician.engine.explain import answer_text
@@ -191,20 +190,19 @@ class Conversation:
 
     def _results(self, text: str) -> list[str]:
         """Examination or test results in the text, entered; their words and the new assessment (nothing read: [])."""
-        read = read_results(self.pack, text, self.max_chars)
         c = self.c
-        observed = c.observe(other_words(text, read)) if c is not None else []  # type: ignore[union-attr]
-        if not read.results and not read.uninterpreted and not observed:
+        if c is None:
             return []
-        noted = [answer_text(self.pack, t.answer) for t in observed]
-        flags: list[RedFlag] = [r for t in observed for r in t.new_red_flags]
-        for r in read.results:
-            turn = c.enter_result(r.code, r.value)  # type: ignore[union-attr]
+        taken = c.take_results(text, self.max_chars)  # type: ignore[union-attr]
+        if not taken:
+            return []
+        noted = [answer_text(self.pack, t.answer) for t in taken.observed]
+        flags: list[RedFlag] = [r for t in taken.observed for r in t.new_red_flags]
+        for r, turn in taken.entered:
             flags += list(turn.new_red_flags)
             noted.append(f"{r.text} → {'positive / abnormal' if r.value else 'negative / normal'}")
         parts = [_italic("Results noted: " + "; ".join(noted) + ".")] if noted else []
-        for what in read.uninterpreted:
-            c.note_uninterpreted(what)  # type: ignore[union-attr]
+        for what in taken.uninterpreted:
             parts.append(f"I have recorded the {what} result, but I cannot interpret it: the knowledge pack has no likelihoods for it.")
         self.stopped = True  # a result does not reopen the questions here; the assessment is redone with it
         self.with_results = True

@@ -22,6 +22,7 @@ from diagnostician.engine import (
 from diagnostician.engine.posterior import rebuild
 from diagnostician.dialogue.mentions import PRESENT, UNCERTAIN
 from diagnostician.dialogue.nlu import read_text
+from diagnostician.dialogue.results import ResultReading, other_words, read_results
 from diagnostician.errors import DiagnosticianError, InputError, SessionError
 from diagnostician.knowledge.schema import BINARY, TRIAGE_LEVELS, Pack, RedFlag, load_pack
 
@@ -45,6 +46,18 @@ class TurnResult:
 
     answer: Answer
     new_red_flags: tuple[RedFlag, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResultsTaken:
+    """What a results text changed: examination findings entered, results entered (with their words), tests recorded unweighed."""
+
+    observed: list[TurnResult]
+    entered: list[tuple[ResultReading, TurnResult]]
+    uninterpreted: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.observed or self.entered or self.uninterpreted)
 
 
 @dataclass
@@ -194,6 +207,16 @@ class Consultation:
             self.state = rebuild(self.pack, self.state, kept)
         self.pending = None  # the next question may change with the result
         return self._record(code, value)
+
+    def take_results(self, text: str, max_chars: int = 5000) -> ResultsTaken:
+        """Examination and test results in words entered: results of known accuracy, open findings it shows, tests it cannot weigh."""
+        read = read_results(self.pack, text, max_chars)
+        # Findings an examination shows ("temperature 38.9", "jaundiced"), from the words the results did not use.
+        observed = self.observe(other_words(text, read))
+        entered = [(r, self.enter_result(r.code, r.value)) for r in read.results]
+        for what in read.uninterpreted:
+            self.note_uninterpreted(what)
+        return ResultsTaken(observed, entered, read.uninterpreted)
 
     def note_uninterpreted(self, what: str) -> None:
         """Record a reported result the knowledge cannot weigh."""

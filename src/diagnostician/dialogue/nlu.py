@@ -255,6 +255,14 @@ class Reader:
                     negated.append((ph[1:], Target("finding", code)))
         self.negated = PhraseIndex(negated)
         self.negated_leads = frozenset(leads)
+        # "Knee swelling" is also "swelling in the right knee": a body part and a symptom noun, said the other way round.
+        heads = frozenset(stem(w) for w in lang.get("inverted_heads", {}).get("words", ()))
+        have = {ph for ph, _ in terms}
+        for ph, target in list(terms):
+            turned = ph[::-1]
+            if len(ph) == 2 and ph[1] in heads and ph[0] not in heads and ph[0] not in self.light and turned not in have:
+                terms.append((turned, target))
+                have.add(turned)
         # Blocked phrases win as longer matches and are then dropped: "hay fever" hides its "fever".
         terms += [(_phrase(t), Target("blocked")) for t in lexicon.blocked]
         self.terms = PhraseIndex(terms)
@@ -516,6 +524,23 @@ class Reader:
                 if all(o.length < new.length for o in clash):
                     out = [o for o in out if o not in clash] + [new]
                 break
+        # The other way round: "pain and swelling in the right knee" also says pain in the right knee.
+        for m in selected:
+            k = m.start - 1  # the joiner, then the first head right before it
+            if m.target.kind != "finding" or m.end - m.start < 2 or k < 1 or words[k].stem not in ("and", "or"):
+                continue
+            if any(o.target.kind == "finding" and o.start <= k - 1 < o.end for o in out):
+                continue  # the first head is read already ("chest pain and swelling in the knee")
+            tail = list(range(m.start + 1, m.end))
+            for extra in (1, 2):
+                lead = list(range(max(0, k - extra), k))
+                idx = lead + tail
+                hits = [h for h in self.terms.find([words[i] for i in idx], [equal[i] for i in idx], gaps=True, no_gap=self.no_gap, light=self.light)
+                        if h.start == 0 and h.end == len(idx) and h.target.kind == "finding" and h.target.code != m.target.code]  # fmt: skip
+                if hits:
+                    h = max(hits, key=lambda h: h.length)
+                    out.append(Match(lead[0], k, h.target, h.length, h.gaps, h.fuzzy))
+                    break
         return sorted(out, key=lambda m: m.start)
 
     def _double_negative(self, words: Sequence[Token], m: Match) -> Match:

@@ -2,7 +2,10 @@
 
 Each result of known accuracy (knowledge/results.py) has the words for a positive and for a normal
 or negative result; those are matched like symptom terms (stems, light words skipped). A positive
-term under a negation in its clause ("no consolidation on the X-ray") reads as negative. A test the
+term under a negation in its clause ("no consolidation on the X-ray") reads as negative. A lab
+result with a decision threshold is also read from its number ("TSH: 12.1 mIU/L" is above 4.5):
+the number must follow the analyte's name closely, and a unit the text states must be the table's
+(units are not converted; a value in another unit stays unread). A test the
 text names that has no result of known accuracy is returned as uninterpreted: the engine records it
 and says it cannot weigh it, rather than inventing a likelihood.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from diagnostician.dialogue.nlu import PhraseIndex, Target, _phrase, _select, check_text, normalise, stem, tokenize
 from diagnostician.knowledge.results import result_entries
@@ -21,6 +25,12 @@ NEGATIONS = {"no", "not", "without", "negative", "normal", "absent", "clear", "u
 # Words that name an examination or test in any pack (language, not medicine: no result is read from them).
 TEST_WORDS = {"mri", "ct", "scan", "x", "xray", "ultrasound", "ecg", "ekg", "echo", "echocardiogram", "biopsy", "swab", "culture", "endoscopy",
               "colonoscopy", "test", "tests", "bloods", "panel", "smear", "serology", "titre", "titer", "level", "levels", "count", "spirometry"}
+# Clauses end at sentence marks, but not inside numbers ("12.5", "15,000").
+CLAUSE = re.compile(r"(?<!\d)\.|\.(?!\d)|[;\n]|,(?!\d{3}\b)|\bbut\b")
+# After an analyte's name: a few linking words at most ("level", "was", "of"), then the number and its unit.
+NUMBER = re.compile(r"[\s:=(]*(?:[a-z]+[\s:=(]+){0,3}?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([a-zµμ%/][a-z0-9µμ%/^.*]*)?")
+UNIT_WORD = re.compile(r"(?:[mµunpkd]?(?:g|l|mol|eq|iu|u)|mm|cm|mmhg|fl|s|sec|seconds|min|bpm|kg|mm3|cells)$")
+UNIT_SAME = {"µiu/ml": "miu/l", "uiu/ml": "miu/l", "mcg": "ug", "µg": "ug", "μg": "ug", "µl": "ul", "μl": "ul", "mm3": "ul", "iu": "u", "cells": ""}
 LIGHT = frozenset(stem(w) for w in ("the", "a", "an", "my", "her", "his", "their", "your", "of", "on", "in", "from", "with", "was", "is", "were", "came", "back", "showed", "shows"))
 
 
@@ -49,12 +59,15 @@ class _ResultReader:
             entries += [(_phrase(t), Target("finding", r["code"], ("yes",))) for t in r["terms"]]
             entries += [(_phrase(t), Target("finding", r["code"], ("no",))) for t in r["negative_terms"]]
         self.index = PhraseIndex(entries)
+        # Numeric readings: the analyte names of each thresholded result.
+        self.rules = {r["code"]: r["value"] for r in results if r.get("value")}
+        self.analytes = PhraseIndex([(_phrase(a), Target("finding", code)) for code, v in self.rules.items() for a in v["analytes"]])
         self.tests = sorted({t.name.lower() for t in pack.tests if not t.generic} | {r["test"].lower() for r in results}, key=len, reverse=True)
 
     def read(self, text: str) -> ResultsRead:
         norm = normalise(text)
         out: dict[str, ResultReading] = {}
-        clauses = [c for c in re.split(r"[.;,\n]|\bbut\b", norm) if c.strip()]
+        clauses = [c for c in CLAUSE.split(norm) if c.strip()]
         covered: list[str] = []
         for clause in clauses:
             words = [t for t in tokenize(clause) if t.is_word]
@@ -68,6 +81,14 @@ class _ResultReader:
                 span = clause[words[m.start].start : words[m.end - 1].end]
                 out.setdefault(m.target.code, ResultReading(m.target.code, value, span.strip()))
                 covered.append(clause)
+            for m in self.analytes.find(words, [{w.stem} for w in words], gaps=False):
+                if m.target.code in out:
+                    continue  # the words said it ("TSH elevated at 12")
+                got = number_after(clause, words[m.end - 1].end, self.rules[m.target.code])
+                if got is not None:
+                    value, end = got
+                    out[m.target.code] = ResultReading(m.target.code, value, clause[words[m.start].start : end].strip())
+                    covered.append(clause)
         # A clause that names a test (the pack's test list, or a common test word) but no result of known accuracy.
         named = []
         for clause in clauses:
@@ -77,6 +98,28 @@ class _ResultReader:
             if words & TEST_WORDS or any(re.search(rf"\b{re.escape(t)}\b", clause) for t in self.tests):
                 named.append(" ".join(clause.split())[:120])
         return ResultsRead(tuple(out.values()), tuple(dict.fromkeys(named)))
+
+
+def _unit(text: str) -> str:
+    u = text.lower().replace("μ", "µ").rstrip(".")
+    for a, b in UNIT_SAME.items():
+        u = u.replace(a, b)
+    return u
+
+
+def number_after(clause: str, pos: int, rule: dict[str, Any]) -> tuple[bool, int] | None:
+    """The reading of the number that follows an analyte's name at `pos` (positive?, end of the number and unit), or None."""
+    m = NUMBER.match(clause, pos)
+    if m is None:
+        return None
+    unit = m.group(2)
+    if unit and not ("/" in unit or "%" in unit or UNIT_WORD.match(unit.lower().rstrip("."))):
+        unit = None  # a word after the number ("12 and rising"), not a unit
+    if unit and rule["unit"] and _unit(unit) != _unit(rule["unit"]):
+        return None  # another unit: not converted, not guessed
+    x = float(m.group(1).replace(",", ""))
+    positive = x > rule["above"] if "above" in rule else x < rule["below"]
+    return positive, m.end()
 
 
 @lru_cache(maxsize=8)

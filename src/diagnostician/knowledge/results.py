@@ -11,6 +11,7 @@ has no likelihood here: the engine records it and says it cannot interpret it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,38 @@ KINDS = ("exam", "lab", "imaging", "procedure", "bedside")
 
 
 @dataclass(frozen=True)
+class ValueRule:
+    """A numeric result read against its decision threshold: positive above (or below) it, in the stated unit."""
+
+    analytes: tuple[str, ...]
+    threshold: float
+    above: bool
+    unit: str
+
+    def positive(self, x: float) -> bool:
+        """Whether a measured value reads as the positive result."""
+        return x > self.threshold if self.above else x < self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the table."""
+        return {"analytes": list(self.analytes), "above" if self.above else "below": self.threshold, "unit": self.unit}
+
+
+def parse_value(v: Any, at: str) -> ValueRule:
+    """Validate a result's numeric rule ({analytes, above|below, unit})."""
+    if not isinstance(v, dict) or not isinstance(v.get("analytes"), list) or not v["analytes"] or not all(isinstance(a, str) and a.strip() for a in v["analytes"]):
+        raise PackError(f"{at}: value needs a non-empty list of analytes")
+    if ("above" in v) == ("below" in v):
+        raise PackError(f"{at}: value needs exactly one of above or below")
+    x = v.get("above", v.get("below"))
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise PackError(f"{at}: value threshold must be a number")
+    if not isinstance(v.get("unit"), str):
+        raise PackError(f"{at}: value needs its unit (a string, empty when unitless)")
+    return ValueRule(tuple(a.strip() for a in v["analytes"]), float(x), "above" in v, v["unit"].strip())
+
+
+@dataclass(frozen=True)
 class ResultEntry:
     """One examination sign or test result with its accuracy for some conditions."""
 
@@ -43,6 +76,8 @@ class ResultEntry:
     sensitivity: float
     specificity: float
     basis: str
+    orders: tuple[str, ...] = ()  # short names a doctor orders it by ("TSH", "chest x-ray")
+    value: ValueRule | None = None  # a numeric reading's threshold, for lab values
 
     @property
     def code(self) -> str:
@@ -84,11 +119,17 @@ def parse_results(data: Any, where: str = "results table") -> tuple[ResultEntry,
             raise PackError(f"{at}: targets must name conditions of at least one pack")
         if not str(e["basis"]).strip():
             raise PackError(f"{at}: empty basis")
+        orders = e.get("orders") or []
+        if not isinstance(orders, list) or not all(isinstance(o, str) and o.strip() for o in orders):
+            raise PackError(f"{at}: orders must be a list of test names")
+        if not isinstance(e["terms"], list) or not e["terms"] or not all(isinstance(t, str) and t.strip() for t in e["terms"]):
+            raise PackError(f"{at}: terms must be a non-empty list of phrases")
+        value = parse_value(e["value"], at) if e.get("value") is not None else None
         out.append(
             ResultEntry(
                 rid, e["kind"], str(e["test"]), str(e["question"]), str(e["label"]), tuple(map(str, e["terms"])),
                 tuple(map(str, e.get("negative_terms") or ())), {k: tuple(v) for k, v in e["targets"].items()},
-                float(e["sensitivity"]), float(e["specificity"]), str(e["basis"]),
+                float(e["sensitivity"]), float(e["specificity"]), str(e["basis"]), tuple(o.strip() for o in orders), value,
             )  # fmt: skip
         )
     return tuple(out)
@@ -134,7 +175,8 @@ def with_results(pack: Pack, entries: tuple[ResultEntry, ...] | None = None) -> 
     meta["provenance"]["likelihood_sources"] = legend
     meta["results"] = [
         {"code": e.code, "kind": e.kind, "test": e.test, "label": e.label, "terms": list(e.terms), "negative_terms": list(e.negative_terms),
-         "sensitivity": e.sensitivity, "specificity": e.specificity, "basis": e.basis}
+         "sensitivity": e.sensitivity, "specificity": e.specificity, "basis": e.basis, "orders": list(e.orders),
+         "value": e.value.to_dict() if e.value else None}
         for e, _ in found
     ]  # fmt: skip
     return replace(
