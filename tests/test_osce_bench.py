@@ -135,3 +135,15 @@ def test_an_ordered_test_is_read_like_any_results_text(tmp_path) -> None:
     (urine,) = [o for o in row["orders"] if "Urinalysis / Leukocyte_Esterase" in o["script_keys"]]
     assert "result:urine-leukocyte-esterase-positive: positive" in urine["entered"]
     assert row["turns_history"] <= 8 and sum(bool(set(o["script_keys"]) & set(urine["script_keys"])) for o in row["orders"]) == 1  # never re-ordered
+
+
+def test_the_first_question_is_an_open_one_answered_with_the_scripts_history(tmp_path) -> None:
+    from diagnostician.bench.osce import OPEN_QUESTION
+
+    (case,) = load_osce(_write(tmp_path, [CASE]))
+    assert case.story.startswith("Two days of burning")
+    row = consult_osce(load_pack("broad"), case, 20, random.Random(0), history=4, tests=1)
+    texts = [t["text"] for t in row["transcript"]]
+    assert texts[:3] == [case.vignette.opening, OPEN_QUESTION, case.story]
+    assert row["turns_history"] <= 4 and row["tests_ordered"] <= 1
+    assert row["turns"] == row["turns_history"] + row["exams_ordered"] + row["tests_ordered"]

@@ -160,6 +160,10 @@ def test_a_lab_value_is_read_against_its_threshold_in_its_unit(tmp_path) -> None
     assert read("TSH 8 mg/dL") == []  # another unit: never converted or guessed
     assert read("TSH raised at 3") == [("result:tsh-raised", True)]  # the words said it; they come first
     assert read("WBC 15,000/mm3, TSH 1.2") == [("result:tsh-raised", False)]  # clauses do not split inside numbers
+    assert read("TSH: Elevated") == [("result:tsh-raised", True)] and read("TSH: Normal") == [("result:tsh-raised", False)]  # a report's words
+    assert read("TSH: slightly decreased") == [("result:tsh-raised", False)]
+    assert read("TSH >10") == [("result:tsh-raised", True)]
+    assert read("urine TSH 12") == []  # another specimen: another measurement
     meta = pack.meta["results"][0]
     assert meta["orders"] == ["TSH", "thyroid function"] and meta["value"] == {"analytes": ["tsh", "thyroid stimulating hormone"], "above": 4.5, "unit": "mIU/L"}
 
@@ -184,3 +188,32 @@ def test_take_results_enters_results_and_examination_findings_and_notes_what_it_
     assert c.state.answered["result:rapid-flu-positive"].value is True
     assert taken.uninterpreted and c.uninterpreted == taken.uninterpreted
     assert not c.take_results("nothing to see here")
+
+
+def test_result_tables_are_read_from_every_file_and_ids_are_unique_across_them(tmp_path, monkeypatch) -> None:
+    import diagnostician.knowledge.results as results
+
+    row = {"id": "x", "kind": "lab", "test": "t", "question": "q?", "label": "l", "terms": ["x"], "targets": {"ddxplus": ["URTI"]},
+           "sensitivity": 0.9, "specificity": 0.8, "basis": "b"}  # fmt: skip
+    for name, rid in (("test_results_a.json", "x"), ("test_results_b.json", "y")):
+        (tmp_path / name).write_text(json.dumps({"format": "diagnostician-results/1", "results": [{**row, "id": rid}]}), encoding="utf-8")
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    results.load_results.cache_clear()
+    try:
+        assert [e.id for e in results.load_results()] == ["x", "y"]
+        (tmp_path / "test_results_c.json").write_text(json.dumps({"format": "diagnostician-results/1", "results": [row]}), encoding="utf-8")
+        results.load_results.cache_clear()
+        with pytest.raises(PackError, match="also in test_results_a.json"):
+            results.load_results()
+    finally:
+        results.load_results.cache_clear()
+
+
+def test_report_words_that_are_not_a_denial_and_initials_that_do_not_end_a_clause() -> None:
+    pack = load_pack("broad")
+    got = {r.code: r.value for r in read_results(pack, "ECG: normal sinus rhythm with ST elevation in leads II, III and aVF").results}
+    assert got.get("result:ecg-st-elevation-mi") is True  # "normal" earlier in the clause describes the rhythm
+    got = {r.code: r.value for r in read_results(pack, "Stool: C. difficile toxin positive").results}
+    assert got.get("result:c-difficile-test-positive") is True
+    got = {r.code: r.value for r in read_results(pack, "Serum sodium 120 mEq/L").results}
+    assert got.get("result:sodium-low") is True  # mmol/L and mEq/L: one unit for a monovalent ion

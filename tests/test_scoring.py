@@ -11,6 +11,7 @@ from diagnostician.bench.scoring import (
     Match,
     binomial_two_sided_p,
     bootstrap_ci,
+    gold_conditions,
     healthbench_example_score,
     healthbench_overall,
     icd10_map,
@@ -84,6 +85,16 @@ def test_icd10_family_rule_hand_mapping() -> None:
     assert match_diagnosis("Lobar pneumonia", "Pneumonia", icd10={"Pneumonia": "J17, J18", "Lobar pneumonia": "J18.1"}).rule == "icd10_family"
     # Chapter U codes are for special purposes, not families: vaping lung injury (U07.0) is no COVID-19 (U07.1).
     assert not match_diagnosis("Vaping lung injury", "COVID-19", icd10={"Vaping lung injury": "U07.0", "COVID-19": "U07.1"}).matched
+
+
+def test_the_closest_pack_condition_is_the_gold_one() -> None:
+    from types import SimpleNamespace as NS
+
+    pack = NS(conditions=[NS(name="Ascending cholangitis"), NS(name="Primary sclerosing cholangitis"), NS(name="Gallstones")])
+    icd = {"Ascending cholangitis": "K83.0", "Primary sclerosing cholangitis": "K83.01", "Gallstones": "K80.2"}
+    # Both cholangitis share K83; the condition named like the diagnosis comes first, the ICD-10 sibling after.
+    assert [c.name for c in gold_conditions(pack, "Primary sclerosing cholangitis", {}, icd)] == ["Primary sclerosing cholangitis", "Ascending cholangitis"]
+    assert gold_conditions(pack, "Appendicitis", {}, icd) == []
 
 
 def test_icd10_family_rule_ddxplus_pack(pack) -> None:

@@ -24,8 +24,8 @@ findings, the test results and the correct diagnosis. The engine is the doctor:
    top-5 with the diagnosis matcher).
 
 Budget: `turns` in all (default 20, as in the AgentClinic paper); the history takes at most
-`history` questions (default HISTORY_TURNS) and always leaves the examination and TEST_TURNS;
-tests may use the rest. Metrics: top1, top5, turns (history + examination + tests, mean and
+`history` questions (default HISTORY_TURNS, the first an open question answered with the
+script's History), then one general examination and at most `tests` tests (default TEST_TURNS). Metrics: top1, top5, turns (history + examination + tests, mean and
 median), tests_ordered, the share of the script's tests ordered, and over-testing (ordered tests
 the script has no result for).
 """
@@ -35,13 +35,13 @@ from __future__ import annotations
 import random
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from diagnostician.bench.ddxplus import BenchConfig
 from diagnostician.bench.jsonl import read_jsonl, run_logged
-from diagnostician.bench.scoring import icd10_map, match_diagnosis, pack_synonyms, top_k_hit
+from diagnostician.bench.scoring import gold_conditions, icd10_map, pack_synonyms, top_k_hit
 from diagnostician.bench.vignettes import Vignette, consult_with_patient, vignette_demographics
 from diagnostician.dialogue.nlu import MAX_CHARS
 from diagnostician.errors import CaseFileError
@@ -49,7 +49,8 @@ from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import Pack
 
 DEFAULT_TURNS = 20
-TEST_TURNS = 3  # turns kept for tests, after the general examination
+TEST_TURNS = 3  # tests at most, after the general examination (a budget that leaves fewer turns caps them further)
+OPEN_QUESTION = "Tell me about it: how it started, and what else you have noticed."
 SETTLED = 0.9  # posterior of the leading condition at which testing stops
 HISTORY_TURNS = 8  # questions to the patient, as a clinician plans a timed OSCE station
 NOT_AVAILABLE = "normal / not available"
@@ -64,6 +65,7 @@ class OsceCase:
     exams: dict[str, str]  # "Neurological_Examination / Cranial_Nerves" → finding text
     tests: dict[str, str]  # "Imaging / Chest_CT / Findings" → result text
     diagnosis: str
+    story: str = ""  # the patient's own account (the script's History), said when asked an open question
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, str]:
@@ -95,7 +97,8 @@ def load_osce(path: str | Path) -> list[OsceCase]:
             age, sex = vignette_demographics(demo)
             opening = f"{demo}. {primary}".strip(". ")
             v = Vignette(f"{Path(path).stem}:{n}", opening, text, age, sex, str(osce["Correct_Diagnosis"]))
-            out.append(OsceCase(v, _flatten(osce.get("Physical_Examination_Findings") or {}), _flatten(osce.get("Test_Results") or {}), v.diagnosis))
+            story = str(actor.get("History") or "").strip()
+            out.append(OsceCase(v, _flatten(osce.get("Physical_Examination_Findings") or {}), _flatten(osce.get("Test_Results") or {}), v.diagnosis, story))
         except (KeyError, TypeError, AttributeError) as exc:
             raise CaseFileError(f"{path}:{n}: not an AgentClinic OSCE case: {exc}") from exc
     return out
@@ -106,6 +109,13 @@ def _words(text: str) -> set[str]:
     return words - _STOP
 
 
+def _plain_names(name: str) -> list[str]:
+    """A test name without its parenthesised part, and that part alone: "electrocardiogram (ECG)" → electrocardiogram, ECG."""
+    inner = re.findall(r"\(([^()]*)\)", name)
+    outer = re.sub(r"\([^()]*\)", " ", name).strip()
+    return [n for n in (outer, *inner) if n and n != name]
+
+
 class Measurement:
     """Answers an examination or test request from the case script, by the words of its entries."""
 
@@ -114,7 +124,7 @@ class Measurement:
 
     def keys_for(self, request: str, aliases: tuple[str, ...] = ()) -> list[str]:
         """The script entries a request names: every word of the request (or of an alias) is in the entry's path."""
-        names = [_words(request)] + [_words(a) for a in aliases]
+        names = [_words(n) for n in (request, *_plain_names(request), *aliases)]
         return [k for k in self.entries if any(ws and ws <= _words(k) for ws in names)]
 
     def answer(self, request: str, aliases: tuple[str, ...] = ()) -> str:
@@ -134,10 +144,18 @@ def _test_key_groups(entries: dict[str, str]) -> list[str]:
     return groups
 
 
-def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random, history: int = HISTORY_TURNS) -> dict[str, Any]:
+def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random, history: int = HISTORY_TURNS, tests: int = TEST_TURNS) -> dict[str, Any]:
     """One OSCE consultation: history by the engine, a general examination, the tests it suggests answered from the script, its final differential."""
-    config = BenchConfig(pack=pack.name, max_questions=max(1, min(history, turns - TEST_TURNS - 1)))
-    row, c = consult_with_patient(pack, case.vignette, config, rng)
+    # The first question is an open one ("Tell me about it"); the patient answers with the script's History,
+    # read with the opening complaint. It counts as a turn of the history.
+    opened = bool(case.story)
+    config = BenchConfig(pack=pack.name, max_questions=max(1, min(history, turns - TEST_TURNS - 1) - opened))
+    v = replace(case.vignette, opening=f"{case.vignette.opening}. {case.story}") if opened else case.vignette
+    row, c = consult_with_patient(pack, v, config, rng)
+    if c is not None and opened:
+        row["turns"] += 1
+        row["transcript"][:1] = [{"role": "patient", "text": case.vignette.opening}, {"role": "doctor", "text": OPEN_QUESTION},
+                                 {"role": "patient", "text": case.story}]  # fmt: skip
     ordered: list[dict[str, Any]] = []
     examined: list[str] = []
     if c is not None:
@@ -148,7 +166,7 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random, his
             {"role": "measurement", "text": shown or NOT_AVAILABLE},
             {"role": "doctor", "text": "Read as findings: " + (", ".join(examined) if examined else "none the knowledge has") + "."},
         ]
-        ordered = order_tests(c, case, max(0, turns - row["turns"] - 1), row["transcript"])
+        ordered = order_tests(c, case, max(0, min(tests, turns - row["turns"] - 1)), row["transcript"])
         a = c.assessment(explain_top=0)
         row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
     groups = _test_key_groups(case.tests)
@@ -234,13 +252,14 @@ def run_osce(
     out_dir: Path | None = None,
     turns: int = DEFAULT_TURNS,
     history: int = HISTORY_TURNS,
+    tests: int = TEST_TURNS,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     consult: Callable[[OsceCase], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Consult every case (resuming from out_dir/cases.jsonl) and return the rows; `consult` replaces the engine (a chat model)."""
     by_id = {c.vignette.id: c for c in cases}
-    run = consult or (lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}"), history))
+    run = consult or (lambda c: consult_osce(pack, c, turns, random.Random(f"{seed}:{c.vignette.id}"), history, tests))
     results, _ = run_logged(list(by_id.values()), lambda c: c.vignette.id, run, out_dir, progress=progress)
     return results
 
@@ -359,9 +378,9 @@ def osce_summary(pack: Pack, results: list[dict[str, Any]]) -> dict[str, Any]:
         hit, rank, _ = top_k_hit(r.get("differential") or [], r["diagnosis"], 5, synonyms=syn, icd10=icd)
         top1 += bool(hit and rank == 1)
         top5 += bool(hit)
-        gold = [c for c in pack.conditions if match_diagnosis(c.name, r["diagnosis"], syn, icd).matched]
+        gold = gold_conditions(pack, r["diagnosis"], syn, icd)
         covered += bool(gold)
-        # An emergency case: the pack's own urgency for the correct diagnosis says so.
+        # An emergency case: the pack's own urgency for the correct diagnosis says so (its closest match, not an ICD-10 sibling's).
         if gold and gold[0].triage == "emergency":
             em_total += 1
             em_hit += r.get("triage") == "emergency"

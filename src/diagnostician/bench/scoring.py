@@ -485,3 +485,16 @@ def judged_top_k(client: Any, predictions: Sequence[str], gold: str, k: int, max
         if verdict:
             return True, i + 1, log
     return False, None, log
+
+
+RULE_STRENGTH = {"exact": 0, "synonym": 1, "contains": 2, "icd10_family": 3}
+
+
+def gold_conditions(pack: Any, diagnosis: str, synonyms: Mapping[str, Sequence[str]], icd10: Mapping[str, str]) -> list[Any]:
+    """The pack's conditions that name a gold diagnosis, the closest first (its own name, a synonym, a containing name, then an ICD-10 sibling)."""
+    found = []
+    for c in pack.conditions:
+        m = match_diagnosis(c.name, diagnosis, synonyms, icd10)
+        if m.matched:
+            found.append((RULE_STRENGTH.get(m.rule, 9), len(found), c))
+    return [c for _, _, c in sorted(found)]

@@ -475,8 +475,8 @@ def cmd_bench_osce(args: argparse.Namespace) -> int:
         raise InputError("--patient llm and --measurement llm answer free text: use them with --agent openai (the engine asks by finding code)")
     if not 4 <= args.turns <= 100:
         raise InputError("--turns must lie between 4 and 100")
-    if not 1 <= args.history <= 100:
-        raise InputError("--history must lie between 1 and 100")
+    if not 1 <= args.history <= 100 or not 0 <= args.tests <= 100:
+        raise InputError("--history must lie between 1 and 100, --tests between 0 and 100")
     pack, out = _case_bench_inputs(args, "OSCE case")
     cases = load_osce(args.cases)[: args.limit]
     agent, client = "engine", None
@@ -496,14 +496,14 @@ def cmd_bench_osce(args: argparse.Namespace) -> int:
         consult = llm_consult
 
     try:
-        results = run_osce(pack, cases, out, turns=args.turns, history=args.history, consult=consult)
+        results = run_osce(pack, cases, out, turns=args.turns, history=args.history, tests=args.tests, consult=consult)
     finally:
         if client is not None:
             client.close()
     summary = osce_summary(pack, results)
     summary.update(agent=agent, patient=args.patient, measurement=args.measurement, pack=f"{pack.name} {pack.version}", file=str(args.cases), turn_budget=args.turns)
     if args.agent == "engine":
-        summary.update(history_budget=args.history)
+        summary.update(history_budget=args.history, tests_budget=args.tests)
     if client is not None:
         summary.update(malformed=sum(bool(r.get("malformed")) for r in results), errors=sum(bool(r.get("error")) for r in results))
     keys = ("cases", "coverage", "top1", "top5", "turns", "turns_median", "turns_history", "tests_ordered", "informative_share", "over_testing", "emergency_recall", "ended",
@@ -733,7 +733,8 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
     bo.add_argument("--llm-config", metavar="FILE", help="TOML file with an [llm] table (base_url, model, api_key)")
     bo.add_argument("--pack", default="broad", help="knowledge pack (default broad)")
     bo.add_argument("--turns", type=int, default=20, help="turn budget in all: questions plus ordered tests (default 20, as in AgentClinic)")
-    bo.add_argument("--history", type=int, default=8, help="questions to the patient at most, for the engine (default 8; then one examination and up to 3 tests)")
+    bo.add_argument("--history", type=int, default=8, help="questions to the patient at most, for the engine (default 8, the first an open question)")
+    bo.add_argument("--tests", type=int, default=3, help="tests the engine orders at most, after one general examination (default 3)")
     bo.add_argument("--limit", type=int, help="first N cases")
     bo.add_argument("--out", help="folder for cases.jsonl (transcripts with the orders; a rerun resumes), summary.json and summary.md")
     bo.add_argument("--json", action="store_true")

@@ -21,14 +21,25 @@ from diagnostician.dialogue.nlu import PhraseIndex, Target, _phrase, _select, ch
 from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import Pack
 
-NEGATIONS = {"no", "not", "without", "negative", "normal", "absent", "clear", "unremarkable", "nil", "none"}
+# Words before a positive term that deny it ("no consolidation", "negative for troponin"), within NEGATION_REACH words.
+# Not "normal" or "absent": "normal sinus rhythm with ST elevation" and "absent breath sounds" report something.
+NEGATIONS = {"no", "not", "without", "negative", "nil", "none"}
+NEGATION_REACH = 4
 # Words that name an examination or test in any pack (language, not medicine: no result is read from them).
 TEST_WORDS = {"mri", "ct", "scan", "x", "xray", "ultrasound", "ecg", "ekg", "echo", "echocardiogram", "biopsy", "swab", "culture", "endoscopy",
               "colonoscopy", "test", "tests", "bloods", "panel", "smear", "serology", "titre", "titer", "level", "levels", "count", "spirometry"}
 # Clauses end at sentence marks, but not inside numbers ("12.5", "15,000").
-CLAUSE = re.compile(r"(?<!\d)\.|\.(?!\d)|[;\n]|,(?!\d{3}\b)|\bbut\b")
+# Nor after an initial ("C. difficile toxin positive", "E. coli").
+CLAUSE = re.compile(r"(?<!\d)(?<!\b[a-z])\.|(?<!\b[a-z])\.(?!\d)|[;\n]|,(?!\d{3}\b)|\bbut\b")
+# A specimen named before an analyte makes it another measurement ("urine sodium" is not serum sodium).
+SPECIMENS = frozenset({"urine", "urinary", "csf", "stool", "fecal", "faecal", "pleural", "synovial", "ascitic", "peritoneal", "sweat", "sputum"})
 # After an analyte's name: a few linking words at most ("level", "was", "of"), then the number and its unit.
-NUMBER = re.compile(r"[\s:=(]*(?:[a-z]+[\s:=(]+){0,3}?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([a-zµμ%/][a-z0-9µμ%/^.*]*)?")
+NUMBER = re.compile(r"[\s:=(]*(?:[a-z]+[\s:=(]+){0,3}?[<>≤≥]?\s*(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([a-zµμ%/][a-z0-9µμ%/^.*]*)?")
+# A lab report's word for where a value lies ("WBC: Elevated", "Hemoglobin: Slightly Decreased").
+HIGH_WORDS = frozenset({"elevated", "raised", "high", "increased", "above"})
+LOW_WORDS = frozenset({"low", "decreased", "reduced", "below", "depressed"})
+NORMAL_WORDS = frozenset({"normal", "unremarkable", "wnl"})
+DIRECTION = re.compile(r"[\s:=(]*(?:(?:mildly|slightly|markedly|significantly|very|moderately|severely|is|was|are|were)\s+){0,2}(" + "|".join(sorted(HIGH_WORDS | LOW_WORDS | NORMAL_WORDS)) + r")\b")
 UNIT_WORD = re.compile(r"(?:[mµunpkd]?(?:g|l|mol|eq|iu|u)|mm|cm|mmhg|fl|s|sec|seconds|min|bpm|kg|mm3|cells)$")
 UNIT_SAME = {"µiu/ml": "miu/l", "uiu/ml": "miu/l", "mcg": "ug", "µg": "ug", "μg": "ug", "µl": "ul", "μl": "ul", "mm3": "ul", "iu": "u", "cells": ""}
 LIGHT = frozenset(stem(w) for w in ("the", "a", "an", "my", "her", "his", "their", "your", "of", "on", "in", "from", "with", "was", "is", "were", "came", "back", "showed", "shows"))
@@ -76,7 +87,7 @@ class _ResultReader:
             matches = _select(self.index.find(words, [{w.stem} for w in words], gaps=True, light=LIGHT))
             for m in matches:
                 value = m.target.values == ("yes",)
-                if value and any(w.raw in NEGATIONS for w in words[: m.start]):
+                if value and any(w.raw in NEGATIONS for w in words[max(0, m.start - NEGATION_REACH) : m.start]):
                     value = False  # "no consolidation on chest X-ray"
                 span = clause[words[m.start].start : words[m.end - 1].end]
                 out.setdefault(m.target.code, ResultReading(m.target.code, value, span.strip()))
@@ -84,6 +95,8 @@ class _ResultReader:
             for m in self.analytes.find(words, [{w.stem} for w in words], gaps=False):
                 if m.target.code in out:
                     continue  # the words said it ("TSH elevated at 12")
+                if m.start > 0 and words[m.start - 1].raw in SPECIMENS:
+                    continue
                 got = number_after(clause, words[m.end - 1].end, self.rules[m.target.code])
                 if got is not None:
                     value, end = got
@@ -108,14 +121,19 @@ def _unit(text: str) -> str:
 
 
 def number_after(clause: str, pos: int, rule: dict[str, Any]) -> tuple[bool, int] | None:
-    """The reading of the number that follows an analyte's name at `pos` (positive?, end of the number and unit), or None."""
+    """The reading of the number (or direction word) that follows an analyte's name at `pos`: (positive?, end of what was read), or None."""
     m = NUMBER.match(clause, pos)
     if m is None:
-        return None
+        w = DIRECTION.match(clause, pos)
+        if w is None:
+            return None  # "TSH: Elevated" reads as above the threshold, "TSH: Normal" as within it
+        word = w.group(1)
+        positive = word in HIGH_WORDS if "above" in rule else word in LOW_WORDS
+        return positive, w.end()
     unit = m.group(2)
     if unit and not ("/" in unit or "%" in unit or UNIT_WORD.match(unit.lower().rstrip("."))):
         unit = None  # a word after the number ("12 and rising"), not a unit
-    if unit and rule["unit"] and _unit(unit) != _unit(rule["unit"]):
+    if unit and rule["unit"] and all(_unit(unit) != _unit(u) for u in rule["unit"].split("|")):
         return None  # another unit: not converted, not guessed
     x = float(m.group(1).replace(",", ""))
     positive = x > rule["above"] if "above" in rule else x < rule["below"]

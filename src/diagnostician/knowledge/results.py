@@ -1,7 +1,8 @@
 """Examination signs and test results whose accuracy a published source gives, as findings of a pack.
 
-The table (`sources/test_results.json`) holds, per result, the conditions it is about (by pack), its
-sensitivity and specificity, and the source. In a pack each result becomes a yes/no finding of stage
+The tables (`sources/test_results*.json`) hold, per result, the conditions it is about (by pack), its
+sensitivity and specificity, the source, the names a doctor orders it by, and for lab values the
+decision threshold a number is read against. In a pack each result becomes a yes/no finding of stage
 "exam" or "test": present ("positive", "raised", "consolidation") with probability = sensitivity
 for the target conditions and 1 − specificity for every other condition. Such findings are never
 asked during the inquiry; they are entered once a result is known, and the engine's value of
@@ -22,7 +23,8 @@ import numpy as np
 from diagnostician.errors import PackError
 from diagnostician.knowledge.schema import BINARY, Finding, Pack, read_table
 
-RESULTS_FILE = Path(__file__).parent / "sources" / "test_results.json"
+RESULTS_DIR = Path(__file__).parent / "sources"
+RESULTS_GLOB = "test_results*.json"  # one table per department or review batch, ids unique across them
 FORMAT = "diagnostician-results/1"
 PREFIX = "result:"  # finding codes of results: "result:troponin-raised"
 RESULT_SOURCE = 8  # likelihood source code of result cells
@@ -57,7 +59,7 @@ def parse_value(v: Any, at: str) -> ValueRule:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         raise PackError(f"{at}: value threshold must be a number")
     if not isinstance(v.get("unit"), str):
-        raise PackError(f"{at}: value needs its unit (a string, empty when unitless)")
+        raise PackError(f"{at}: value needs its unit (a string, empty when unitless; equal units joined by '|': 'mmol/L|mEq/L')")
     return ValueRule(tuple(a.strip() for a in v["analytes"]), float(x), "above" in v, v["unit"].strip())
 
 
@@ -137,9 +139,16 @@ def parse_results(data: Any, where: str = "results table") -> tuple[ResultEntry,
 
 @lru_cache(maxsize=1)
 def load_results() -> tuple[ResultEntry, ...]:
-    """The shipped table (empty when the file is absent)."""
-    data = read_table(RESULTS_FILE, optional=True)
-    return () if data is None else parse_results(data, RESULTS_FILE.name)
+    """The shipped tables (sources/test_results*.json), in file order; empty when there are none."""
+    out: list[ResultEntry] = []
+    seen: dict[str, str] = {}
+    for path in sorted(RESULTS_DIR.glob(RESULTS_GLOB)):
+        for e in parse_results(read_table(path), path.name):
+            if e.id in seen:
+                raise PackError(f"{path.name}: result {e.id!r} is also in {seen[e.id]}")
+            seen[e.id] = path.name
+            out.append(e)
+    return tuple(out)
 
 
 def entries_for(pack: Pack, entries: tuple[ResultEntry, ...] | None = None) -> list[tuple[ResultEntry, np.ndarray]]:
@@ -171,7 +180,7 @@ def with_results(pack: Pack, entries: tuple[ResultEntry, ...] | None = None) -> 
     meta = dict(pack.meta)
     meta["provenance"] = dict(meta.get("provenance", {}))
     legend = dict(meta["provenance"].get("likelihood_sources", {}))
-    legend[str(RESULT_SOURCE)] = "examination or test result: sensitivity for its target conditions, 1 − specificity for the others (knowledge/sources/test_results.json)"
+    legend[str(RESULT_SOURCE)] = "examination or test result: sensitivity for its target conditions, 1 − specificity for the others (knowledge/sources/test_results*.json)"
     meta["provenance"]["likelihood_sources"] = legend
     meta["results"] = [
         {"code": e.code, "kind": e.kind, "test": e.test, "label": e.label, "terms": list(e.terms), "negative_terms": list(e.negative_terms),
