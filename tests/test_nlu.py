@@ -333,24 +333,24 @@ def test_normal_states_are_validated(tiny) -> None:
             parse_lexicon({**TINY_LEXICON, "normal_states": {"source": "curated", "entries": entries}}, tiny)
 
 
-def test_a_modifier_shared_by_joined_words(tmp_path: Path) -> None:
+def _knee_pack(tmp_path: Path) -> Any:
+    """The tiny pack with two findings whose terms share the word "knee" (pain: knee pain, fever: knee swelling)."""
     meta, tables = tiny_pack_data()
     folder = write_pack_files(tmp_path / "tiny", meta, tables)
-    # Two findings whose terms share the word "knee": "knee pain and swelling" names both.
     lex = {**TINY_LEXICON, "findings": {"pain": {"terms": ["knee pain"], "source": "curated"}, "fever": {"terms": ["knee swelling"], "source": "curated"}}}
     (folder / "lexicon_en.json").write_text(json.dumps(lex), encoding="utf-8")
-    pack = load_pack_dir(folder)
+    return load_pack_dir(folder)
+
+
+def test_a_modifier_shared_by_joined_words(tmp_path: Path) -> None:
+    pack = _knee_pack(tmp_path)  # "knee pain and swelling" names both findings
     assert found(pack, "knee pain and swelling") == {"pain": (PRESENT, None), "fever": (PRESENT, None)}
     assert found(pack, "no knee pain or swelling") == {"pain": (ABSENT, None), "fever": (ABSENT, None)}
     assert found(pack, "knee pain and a cough") == {"pain": (PRESENT, None)}
 
 
 def test_a_body_part_and_its_symptom_noun_said_the_other_way_round(tmp_path: Path) -> None:
-    meta, tables = tiny_pack_data()
-    folder = write_pack_files(tmp_path / "tiny", meta, tables)
-    lex = {**TINY_LEXICON, "findings": {"pain": {"terms": ["knee pain"], "source": "curated"}, "fever": {"terms": ["knee swelling"], "source": "curated"}}}
-    (folder / "lexicon_en.json").write_text(json.dumps(lex), encoding="utf-8")
-    pack = load_pack_dir(folder)
+    pack = _knee_pack(tmp_path)
     assert found(pack, "swelling in the right knee") == {"fever": (PRESENT, None)}
     # The head before the joiner shares what follows the second one.
     assert found(pack, "pain and swelling in the right knee") == {"pain": (PRESENT, None), "fever": (PRESENT, None)}
