@@ -63,6 +63,8 @@ def test_lexicon_is_validated_against_the_pack(tiny) -> None:
         {**TINY_LEXICON, "findings": {"fever": {"terms": [""], "source": "curated"}}},
         {**TINY_LEXICON, "values": {"site": {"sets": [{"terms": ["x"], "values": ["sudden"], "source": "curated"}]}}},
         {**TINY_LEXICON, "measurements": {"t": {"finding": "zzz", "present_at_or_above": 1, "absent_below": 0, "unit": "c", "source": "curated"}}},
+        {**TINY_LEXICON, "measurements": {"t": {"finding": "fever", "present_at_or_above": 1, "present_below": 0, "unit": "c", "source": "curated"}}},  # two sides
+        {**TINY_LEXICON, "measurements": {"t": {"finding": "fever", "absent_below": 0, "unit": "c", "source": "curated"}}},  # no threshold
     ]
     for bad in bad_cases:
         with pytest.raises(PackError):

@@ -217,3 +217,26 @@ def test_report_words_that_are_not_a_denial_and_initials_that_do_not_end_a_claus
     assert got.get("result:c-difficile-test-positive") is True
     got = {r.code: r.value for r in read_results(pack, "Serum sodium 120 mEq/L").results}
     assert got.get("result:sodium-low") is True  # mmol/L and mEq/L: one unit for a monovalent ion
+
+
+def test_vital_signs_in_an_examination_record_enter_what_they_show_for_an_adult() -> None:
+    from diagnostician.dialogue.results import read_vital_signs
+
+    pack = load_pack("broad")
+    record = "Vital Signs, Blood Pressure: 85/50 mmHg; Vital Signs, Heart Rate: 128 bpm; Vital Signs, Respiratory Rate: 28 breaths/min"
+    got = {code for code, value, _ in read_vital_signs(pack, record, 40)}
+    assert got == {"low-blood-pressure", "increased-heart-rate", "breathing-fast"}
+    assert read_vital_signs(pack, record, 3) == []  # adult thresholds: a child's pulse and breathing rate run higher
+    assert read_vital_signs(pack, record, None) == []
+    assert read_vital_signs(pack, "BP 140/90, pulse 72, RR 16", 60) == []  # normal readings deny nothing
+    c = Consultation.begin(60, "M", {"headache": True}, pack=pack)
+    (turn,) = c.observe("on examination BP 190/125, pulse 72")
+    assert turn.answer.code == "rf-very-high-blood-pressure" and turn.new_red_flags  # a danger sign fires at once
+    assert c.assessment(explain_top=0).triage.level == "emergency"
+
+
+def test_a_measurement_rule_has_one_side() -> None:
+    from diagnostician.knowledge.lexicon import Measurement
+
+    low = Measurement("bp", "x", None, None, "mmHg", "s", present_below=90, absent_at_or_above=100, quantity="systolic_bp", min_age=16)
+    assert (low.decide(80), low.decide(95), low.decide(120)) == (True, None, False)

@@ -22,7 +22,7 @@ from diagnostician.engine import (
 from diagnostician.engine.posterior import rebuild
 from diagnostician.dialogue.mentions import PRESENT, UNCERTAIN
 from diagnostician.dialogue.nlu import read_text
-from diagnostician.dialogue.results import ResultReading, other_words, read_results
+from diagnostician.dialogue.results import ResultReading, other_words, read_results, read_vital_signs
 from diagnostician.errors import DiagnosticianError, InputError, SessionError
 from diagnostician.knowledge.schema import BINARY, TRIAGE_LEVELS, Pack, RedFlag, load_pack
 
@@ -186,13 +186,16 @@ class Consultation:
         """Examination findings in words ("temperature 38.9", "jaundiced") entered as the pack's findings the inquiry left open."""
         # "Abdomen: normal" from an examiner says nothing of the patient's tummy ache: a body part said
         # to be fine is read that way only in a patient's own words (the lexicon's normal states).
+        seen = [(m.code, m.polarity == PRESENT) for m in read_text(self.pack, text).mentions if m.polarity != UNCERTAIN and m.method != "normal"]
+        # Vital signs ("HR 128", "BP 85/50") against the pack's thresholds, for the patient's age.
+        seen += [(code, value) for code, value, _ in read_vital_signs(self.pack, text, self.state.age)]
         out = []
-        for m in read_text(self.pack, text).mentions:
-            f = self.pack.finding(m.code)
-            if m.code in self.state.answered or f.stage != "history" or f.kind != BINARY or m.polarity == UNCERTAIN or m.method == "normal":
+        for code, value in seen:
+            f = self.pack.finding(code)
+            if code in self.state.answered or f.stage != "history" or f.kind != BINARY:
                 continue
             try:
-                out.append(self.volunteer(m.code, m.polarity == PRESENT))
+                out.append(self.volunteer(code, value))
             except DiagnosticianError:
                 continue  # e.g. a finding the age or sex rules out
         return out

@@ -728,7 +728,8 @@ class Reader:
                 celsius = to_celsius(m.group("num"), m.group("unit"), bool(m.group("cue") or m.group("deg")))
                 if celsius is None:
                     continue
-                pol = PRESENT if celsius >= temp.present_at_or_above else ABSENT if celsius < temp.absent_below else UNCERTAIN
+                got = temp.decide(celsius)
+                pol = UNCERTAIN if got is None else PRESENT if got else ABSENT
                 out.append(Mention(temp.finding, pol, None, EXACT, (m.start("num"), m.end()), text[m.start("num") : m.end()], "number"))
         return out
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from diagnostician.dialogue.nlu import PhraseIndex, Target, _phrase, _select, check_text, normalise, stem, tokenize
+from diagnostician.dialogue.nlu import PhraseIndex, Target, _phrase, _select, check_text, language, normalise, stem, tokenize
+from diagnostician.knowledge.lexicon import load_lexicon
 from diagnostician.knowledge.results import result_entries
 from diagnostician.knowledge.schema import Pack
 
@@ -156,3 +157,35 @@ def other_words(text: str, read: ResultsRead) -> str:
     for piece in sorted([r.text for r in read.results] + list(read.uninterpreted), key=len, reverse=True):
         text = re.sub(re.escape(piece), " ", text, flags=re.IGNORECASE)
     return text
+
+
+def read_vital_signs(pack: Pack, text: str, age: float | None) -> list[tuple[str, bool, str]]:
+    """Findings an examination record's vital signs show ("HR 128 bpm" → fast heartbeat): (code, True, words) each.
+
+    Thresholds are the pack's (lexicon measurements, each with its source and the youngest age it
+    holds for); a reading between a rule's two thresholds decides nothing, and a rule is skipped when
+    the patient's age is unknown or below its `min_age`. A finding two readings decide (systolic and
+    diastolic pressure) is present when either says so."""
+    rules = [m for m in load_lexicon(pack).measurements.values() if m.quantity != "temperature" and age is not None and age >= m.min_age]
+    if not rules:
+        return []
+    words = language("en").get("vital_sign_words", {})
+    norm = normalise(text)
+    found: dict[str, tuple[bool, str]] = {}
+    for quantity, cues in words.items():
+        if quantity == "about":
+            continue
+        rx = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in sorted(cues, key=len, reverse=True)) + r")\b[\s:=,()a-z]{0,12}?(\d{2,3})(?:\s*/\s*(\d{2,3}))?")
+        for m in rx.finditer(norm):
+            if quantity == "blood_pressure":
+                values = {"systolic_bp": float(m.group(1)), **({"diastolic_bp": float(m.group(2))} if m.group(2) else {})}
+            else:
+                values = {quantity: float(m.group(1))}
+            for r in rules:
+                if r.quantity in values:
+                    got = r.decide(values[r.quantity])
+                    if got is not None and not found.get(r.finding, (False, ""))[0]:
+                        found[r.finding] = (got, text[m.start() : m.end()])
+    # Only what a reading shows is entered: a pulse of 72 at the examination does not deny the fast
+    # heartbeat a patient felt in episodes, so a normal reading is no "no" to the symptom.
+    return [(code, got, span) for code, (got, span) in found.items() if got]

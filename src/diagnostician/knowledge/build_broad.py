@@ -100,6 +100,28 @@ SOURCE_CODES = {
 }
 
 
+# Numbers that decide findings: (name, finding, quantity, side, present threshold, absent threshold, unit, min_age, source).
+MEASUREMENTS = (
+    ("temperature", "fever", "temperature", "high", 38.0, 37.5, "C", 0, "who"),
+    ("heart_rate_high", "increased-heart-rate", "heart_rate", "high", 100, 90, "/min", 16, "vitals"),
+    ("heart_rate_low", "decreased-heart-rate", "heart_rate", "low", 50, 60, "/min", 16, "vitals"),
+    ("respiratory_rate_high", "breathing-fast", "respiratory_rate", "high", 22, 20, "/min", 16, "vitals"),
+    ("systolic_low", "low-blood-pressure", "systolic_bp", "low", 90, 100, "mmHg", 16, "vitals"),
+    ("systolic_crisis", "rf-very-high-blood-pressure", "systolic_bp", "high", 180, 160, "mmHg", 16, "vitals"),
+    ("diastolic_crisis", "rf-very-high-blood-pressure", "diastolic_bp", "high", 120, 100, "mmHg", 16, "vitals"),
+)
+
+
+def _measurements(fcodes: Any) -> dict[str, dict[str, Any]]:
+    """The lexicon's measurement rules for the findings the pack has."""
+    out = {}
+    for name, finding, quantity, side, present, absent, unit, min_age, source in MEASUREMENTS:
+        if finding in fcodes:
+            keys = ("present_at_or_above", "absent_below") if side == "high" else ("present_below", "absent_at_or_above")
+            out[name] = {"finding": finding, keys[0]: present, keys[1]: absent, "unit": unit, "quantity": quantity, "min_age": min_age, "source": source}
+    return out
+
+
 def slug(text: str) -> str:
     """Lowercase ASCII words joined by '-'."""
     s = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
@@ -903,12 +925,16 @@ def _lexicon(
             "lay": "everyday first-person phrasings of the findings (sources/broad/lay_terms.jsonl; not yet clinically reviewed)",
             "clinical": "clinicians' vocabulary for the findings: abbreviations, medical terms, examination phrasing (sources/broad/clinical_terms.jsonl; not yet clinically reviewed)",
             "who": "World Health Organization / NICE NG143: fever is a body temperature of 38.0 °C or more",
+            "vitals": ("adult vital-sign thresholds (from age 16): tachycardia a pulse of 100/min or more (AHA); bradycardia under 60/min (AHA), "
+                       "taken here from under 50/min, the level usually worth acting on; breathing fast at 22/min or more (qSOFA, Singer et al., "
+                       "JAMA 2016); hypotension a systolic pressure under 90 mmHg; hypertensive crisis 180 systolic or 120 diastolic or more "
+                       "(ACC/AHA 2017). The absent side leaves a margin where the number decides nothing. Not yet clinically reviewed"),
             "normal": "body parts and functions a patient says are fine, and the findings that denies (sources/broad/normal_states.json; not yet clinically reviewed)",
         },
         "findings": out,
         "values": {},
         "scales": {},
-        "measurements": {"temperature": {"finding": "fever", "present_at_or_above": 38.0, "absent_below": 37.5, "unit": "C", "source": "who"}} if "fever" in fcodes else {},
+        "measurements": _measurements(fcodes),
         "implies": {"about": "Narrower finding → the broader findings its label names (derived by the build from the labels).", "kind": "characterises",
                     "source": "curated", "findings": {a: bs for a, bs in implied.items() if bs}} if implied else {},  # fmt: skip
         "normal_states": {"about": normal["about"], "source": "normal", "entries": normal["entries"]},

@@ -34,14 +34,31 @@ class ValueLexicon:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured number that decides a finding: a threshold with its source (e.g. temperature → fever)."""
+    """A measured number that decides a finding: a threshold with its source (e.g. temperature → fever, pulse → fast heartbeat).
+
+    A high-side rule has present_at_or_above / absent_below, a low-side one present_below /
+    absent_at_or_above; between the two thresholds the number decides nothing. `quantity` names what
+    is measured (the language file has its words), `min_age` the youngest age in years the
+    thresholds hold for (children's normal pulse and breathing rates are higher)."""
 
     name: str
     finding: str
-    present_at_or_above: float
-    absent_below: float
+    present_at_or_above: float | None
+    absent_below: float | None
     unit: str
     source: str
+    present_below: float | None = None
+    absent_at_or_above: float | None = None
+    quantity: str = "temperature"
+    min_age: float = 0.0
+
+    def decide(self, x: float) -> bool | None:
+        """Present (True), absent (False) or undecided (None) for a measured value."""
+        if self.present_at_or_above is not None:
+            return True if x >= self.present_at_or_above else False if self.absent_below is not None and x < self.absent_below else None
+        if self.present_below is not None:
+            return True if x < self.present_below else False if self.absent_at_or_above is not None and x >= self.absent_at_or_above else None
+        return None
 
 
 @dataclass(frozen=True)
@@ -162,10 +179,14 @@ def parse_lexicon(data: Any, pack: Pack) -> Lexicon:
         if m.get("finding") not in index:
             raise PackError(f"lexicon measurements {name}: unknown finding {m.get('finding')!r}")
         try:
+            high, low = "present_at_or_above" in m, "present_below" in m
+            if high == low:
+                raise ValueError("needs exactly one of present_at_or_above (with absent_below) or present_below (with absent_at_or_above)")
+            num = lambda key: None if m.get(key) is None else float(m[key])  # noqa: E731
             measurements[name] = Measurement(
-                name, str(m["finding"]), float(m["present_at_or_above"]), float(m["absent_below"]), str(m["unit"]),
-                _source(m.get("source"), sources, name),
-            )
+                name, str(m["finding"]), num("present_at_or_above"), num("absent_below"), str(m["unit"]), _source(m.get("source"), sources, name),
+                num("present_below"), num("absent_at_or_above"), str(m.get("quantity", name)), float(m.get("min_age", 0)),
+            )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise PackError(f"lexicon measurements {name}: {exc}") from exc
     implies: dict[str, tuple[str, ...]] = {}
