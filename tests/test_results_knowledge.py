@@ -240,3 +240,12 @@ def test_a_measurement_rule_has_one_side() -> None:
 
     low = Measurement("bp", "x", None, None, "mmHg", "s", present_below=90, absent_at_or_above=100, quantity="systolic_bp", min_age=16)
     assert (low.decide(80), low.decide(95), low.decide(120)) == (True, None, False)
+
+
+def test_a_second_test_for_the_same_conditions_is_not_suggested(tmp_path) -> None:
+    weaker = ResultEntry("strep-culture", "lab", "throat culture", "Did the throat culture grow strep?", "throat culture", ("culture grew strep",), (),
+                         {"tiny": ("CB",)}, 0.7, 0.8, "hand-made for the test")  # fmt: skip
+    pack = with_results(make_tiny_pack(tmp_path), (STREP, weaker))
+    got = result_suggestions(pack, np.array([0.2, 0.3, 0.5]), set())
+    assert [s.result for s in got] == ["result:strep-test-positive"]  # the better of the two, once
+    assert [s.result for s in result_suggestions(pack, np.array([0.2, 0.3, 0.5]), {"result:strep-test-positive"})] == ["result:strep-culture"]

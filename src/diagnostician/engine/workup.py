@@ -64,6 +64,7 @@ def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3
     order = np.argsort(-bits, kind="stable")
     meta = result_entries(pack)
     out = []
+    asked_about: set[frozenset[int]] = set()
     for r in order:
         if bits[r] < MIN_BITS or len(out) >= k:
             break
@@ -74,6 +75,10 @@ def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3
         about = about[np.argsort(-p[about], kind="stable")]
         if len(about) == 0:
             continue  # never a test that bears on no condition of the differential
+        targets = frozenset(np.flatnonzero(q[:, r] > q[:, r].min()).tolist())
+        if targets in asked_about:
+            continue  # a second test for the same conditions (HIV antibody, then HIV RNA): the better one is listed
+        asked_about.add(targets)
         out.append(TestSuggestion(
             f.code, info.get("test", f.question), info.get("kind", f.stage), float(p[about].sum()), float(p[about].sum()),
             tuple((pack.conditions[c].name, float(p[c])) for c in about), float(bits[r]), f.code,
