@@ -25,9 +25,9 @@ findings, the test results and the correct diagnosis. The engine is the doctor:
 
 Budget: `turns` in all (default 20, as in the AgentClinic paper); the history takes at most
 `history` questions (default HISTORY_TURNS, the first an open question answered with the
-script's History), then one general examination and at most `tests` tests (default TEST_TURNS). Metrics: top1, top5, turns (history + examination + tests, mean and
-median), tests_ordered, the share of the script's tests ordered, and over-testing (ordered tests
-the script has no result for).
+script's History), then one general examination and at most `tests` tests (default TEST_TURNS).
+Metrics: top1, top5, turns (history + examination + tests, mean and median), tests_ordered, the
+share of the script's tests ordered, and over-testing (ordered tests the script has no result for).
 """
 
 from __future__ import annotations
