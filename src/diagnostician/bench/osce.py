@@ -171,10 +171,10 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random, his
         row.update(differential=[e.name for e in a.differential[:5]], triage=a.triage.level, red_flags=[r.id for r in a.triage.red_flags])
     groups = _test_key_groups(case.tests)
     hit_groups = {g for o in ordered for k in o["script_keys"] for g in groups if k == g or k.startswith(g + " / ")}
-    exams = sum(o["kind"] == "exam" for o in ordered) + (c is not None)  # the general examination, then any ordered
+    exam_orders = sum(o["kind"] == "exam" for o in ordered)
     row.update(
-        tests_ordered=len(ordered) + (c is not None) - exams,
-        exams_ordered=exams,
+        tests_ordered=len(ordered) - exam_orders,
+        exams_ordered=exam_orders + (c is not None),  # the general examination, then any ordered
         orders=ordered,
         informative_share=round(len(hit_groups) / len(groups), 4) if groups else None,
         over_testing=sum(not o["script_keys"] for o in ordered),

@@ -193,7 +193,7 @@ class Conversation:
         c = self.c
         if c is None:
             return []
-        taken = c.take_results(text, self.max_chars)  # type: ignore[union-attr]
+        taken = c.take_results(text, self.max_chars)
         if not taken:
             return []
         noted = [answer_text(self.pack, t.answer) for t in taken.observed]

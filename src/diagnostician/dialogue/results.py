@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from diagnostician.dialogue.nlu import PhraseIndex, Target, _phrase, _select, check_text, language, normalise, stem, tokenize
 from diagnostician.knowledge.lexicon import load_lexicon
-from diagnostician.knowledge.results import result_entries
+from diagnostician.knowledge.results import ValueRule, parse_value, result_entries
 from diagnostician.knowledge.schema import Pack
 
 # Words before a positive term that deny it ("no consolidation", "negative for troponin"), within NEGATION_REACH words.
@@ -72,8 +71,8 @@ class _ResultReader:
             entries += [(_phrase(t), Target("finding", r["code"], ("no",))) for t in r["negative_terms"]]
         self.index = PhraseIndex(entries)
         # Numeric readings: the analyte names of each thresholded result.
-        self.rules = {r["code"]: r["value"] for r in results if r.get("value")}
-        self.analytes = PhraseIndex([(_phrase(a), Target("finding", code)) for code, v in self.rules.items() for a in v["analytes"]])
+        self.rules = {r["code"]: parse_value(r["value"], r["code"]) for r in results if r.get("value")}
+        self.analytes = PhraseIndex([(_phrase(a), Target("finding", code)) for code, v in self.rules.items() for a in v.analytes])
         self.tests = sorted({t.name.lower() for t in pack.tests if not t.generic} | {r["test"].lower() for r in results}, key=len, reverse=True)
 
     def read(self, text: str) -> ResultsRead:
@@ -85,7 +84,8 @@ class _ResultReader:
             words = [t for t in tokenize(clause) if t.is_word]
             if not words:
                 continue
-            matches = _select(self.index.find(words, [{w.stem} for w in words], gaps=True, light=LIGHT))
+            equal = [{w.stem} for w in words]
+            matches = _select(self.index.find(words, equal, gaps=True, light=LIGHT))
             for m in matches:
                 value = m.target.values == ("yes",)
                 if value and any(w.raw in NEGATIONS for w in words[max(0, m.start - NEGATION_REACH) : m.start]):
@@ -93,7 +93,7 @@ class _ResultReader:
                 span = clause[words[m.start].start : words[m.end - 1].end]
                 out.setdefault(m.target.code, ResultReading(m.target.code, value, span.strip()))
                 covered.append(clause)
-            for m in self.analytes.find(words, [{w.stem} for w in words], gaps=False):
+            for m in self.analytes.find(words, equal, gaps=False):
                 if m.target.code in out:
                     continue  # the words said it ("TSH elevated at 12")
                 if m.start > 0 and words[m.start - 1].raw in SPECIMENS:
@@ -121,7 +121,7 @@ def _unit(text: str) -> str:
     return u
 
 
-def number_after(clause: str, pos: int, rule: dict[str, Any]) -> tuple[bool, int] | None:
+def number_after(clause: str, pos: int, rule: ValueRule) -> tuple[bool, int] | None:
     """The reading of the number (or direction word) that follows an analyte's name at `pos`: (positive?, end of what was read), or None."""
     m = NUMBER.match(clause, pos)
     if m is None:
@@ -129,16 +129,14 @@ def number_after(clause: str, pos: int, rule: dict[str, Any]) -> tuple[bool, int
         if w is None:
             return None  # "TSH: Elevated" reads as above the threshold, "TSH: Normal" as within it
         word = w.group(1)
-        positive = word in HIGH_WORDS if "above" in rule else word in LOW_WORDS
+        positive = word in HIGH_WORDS if rule.above else word in LOW_WORDS
         return positive, w.end()
     unit = m.group(2)
     if unit and not ("/" in unit or "%" in unit or UNIT_WORD.match(unit.lower().rstrip("."))):
         unit = None  # a word after the number ("12 and rising"), not a unit
-    if unit and rule["unit"] and all(_unit(unit) != _unit(u) for u in rule["unit"].split("|")):
+    if unit and rule.unit and all(_unit(unit) != _unit(u) for u in rule.unit.split("|")):
         return None  # another unit: not converted, not guessed
-    x = float(m.group(1).replace(",", ""))
-    positive = x > rule["above"] if "above" in rule else x < rule["below"]
-    return positive, m.end()
+    return rule.positive(float(m.group(1).replace(",", ""))), m.end()
 
 
 @lru_cache(maxsize=8)
@@ -169,23 +167,28 @@ def read_vital_signs(pack: Pack, text: str, age: float | None) -> list[tuple[str
     rules = [m for m in load_lexicon(pack).measurements.values() if m.quantity != "temperature" and age is not None and age >= m.min_age]
     if not rules:
         return []
-    words = language("en").get("vital_sign_words", {})
     norm = normalise(text)
-    found: dict[str, tuple[bool, str]] = {}
-    for quantity, cues in words.items():
-        if quantity == "about":
-            continue
-        rx = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in sorted(cues, key=len, reverse=True)) + r")\b[\s:=,()a-z]{0,12}?(\d{2,3})(?:\s*/\s*(\d{2,3}))?")
+    found: dict[str, str] = {}
+    for quantity, rx in _vital_patterns():
         for m in rx.finditer(norm):
             if quantity == "blood_pressure":
                 values = {"systolic_bp": float(m.group(1)), **({"diastolic_bp": float(m.group(2))} if m.group(2) else {})}
             else:
                 values = {quantity: float(m.group(1))}
+            # Only what a reading shows is entered: a pulse of 72 at the examination does not deny the fast
+            # heartbeat a patient felt in episodes, so a normal reading is no "no" to the symptom.
             for r in rules:
-                if r.quantity in values:
-                    got = r.decide(values[r.quantity])
-                    if got is not None and not found.get(r.finding, (False, ""))[0]:
-                        found[r.finding] = (got, text[m.start() : m.end()])
-    # Only what a reading shows is entered: a pulse of 72 at the examination does not deny the fast
-    # heartbeat a patient felt in episodes, so a normal reading is no "no" to the symptom.
-    return [(code, got, span) for code, (got, span) in found.items() if got]
+                if r.quantity in values and r.finding not in found and r.decide(values[r.quantity]):
+                    found[r.finding] = text[m.start() : m.end()]
+    return [(code, True, span) for code, span in found.items()]
+
+
+@lru_cache(maxsize=1)
+def _vital_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Per vital sign, the pattern of its words and reading ("HR: 128", "BP 85/50"), from the language file."""
+    words = language("en").get("vital_sign_words", {})
+    return tuple(
+        (quantity, re.compile(r"\b(?:" + "|".join(re.escape(c) for c in sorted(cues, key=len, reverse=True)) + r")\b[\s:=,()a-z]{0,12}?(\d{2,3})(?:\s*/\s*(\d{2,3}))?"))
+        for quantity, cues in words.items()
+        if quantity != "about"
+    )

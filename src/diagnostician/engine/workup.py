@@ -71,11 +71,12 @@ def result_suggestions(pack: Pack, p: np.ndarray, answered: set[str], k: int = 3
         f = pack.findings[idx[r]]
         info = meta.get(f.code, {})
         # The conditions the result is about (sensitivity above the false-positive rate), most likely first.
-        about = np.where((q[:, r] > q[:, r].min()) & (p >= floor))[0]
+        target = q[:, r] > q[:, r].min()
+        about = np.where(target & (p >= floor))[0]
         about = about[np.argsort(-p[about], kind="stable")]
         if len(about) == 0:
             continue  # never a test that bears on no condition of the differential
-        targets = frozenset(np.flatnonzero(q[:, r] > q[:, r].min()).tolist())
+        targets = frozenset(np.flatnonzero(target).tolist())
         if targets in asked_about:
             continue  # a second test for the same conditions (HIV antibody, then HIV RNA): the better one is listed
         asked_about.add(targets)
