@@ -296,6 +296,14 @@ def test_a_childs_sex_from_pronouns_that_agree_but_not_from_a_relative_of_the_wr
         ("maybe a fever", {"E_91": (UNCERTAIN, None)}),
         # The symptom a value describes is its cue: "throbbing toothache" is a throbbing pain.
         ("throbbing toothache", {"E_54": (PRESENT, ("V_184",))}),
+        # A "yes" value id is shared by every yes/no list: the phrase goes to the finding that lists it.
+        ("the skin on the rash is peeling off", {"E_131": (PRESENT, "V_12"), "E_135": None}),
+        # "like" cues a pain's character but is too weak a word to deny one by.
+        ("she doesn't respond, like absences", {"E_54": None}),
+        ("it doesn't radiate", {"E_57": (ABSENT, ("V_123",))}),
+        # Said as a sentence: "his speech is slurred" is slurred speech; a "temp" is a fever.
+        ("his speech is slurred and his face is drooping", {"E_63": (PRESENT, None), "E_156": (PRESENT, None)}),
+        ("sneezy, no temp", {"E_91": (ABSENT, None)}),
     ],
 )
 def test_ddxplus_scopes_and_cues(pack, text: str, expected: dict[str, tuple[str, Any]]) -> None:
@@ -358,3 +366,54 @@ def test_a_body_part_and_its_symptom_noun_said_the_other_way_round(tmp_path: Pat
     assert found(pack, "pain and swelling in the right knee") == {"pain": (PRESENT, None), "fever": (PRESENT, None)}
     assert found(pack, "no pain or swelling in my knee") == {"pain": (ABSENT, None), "fever": (ABSENT, None)}
     assert found(pack, "a cough and swelling in the knee") == {"fever": (PRESENT, None)}
+
+
+def _pack_with(tmp_path: Path, findings: dict[str, list[str]]):
+    meta, tables = tiny_pack_data()
+    folder = write_pack_files(tmp_path / "tiny", meta, tables)
+    lex = {**TINY_LEXICON, "findings": {code: {"terms": terms, "source": "curated"} for code, terms in findings.items()}}
+    (folder / "lexicon_en.json").write_text(json.dumps(lex), encoding="utf-8")
+    return load_pack_dir(folder)
+
+
+def test_a_two_word_term_said_as_a_sentence(tmp_path: Path) -> None:
+    pack = _pack_with(tmp_path, {"pain": ["sore neck", "rash"], "fever": ["red eyes"]})
+    assert found(pack, "my eyes are really red") == {"fever": (PRESENT, None)}
+    assert found(pack, "her eyes went red") == {"fever": (PRESENT, None)}
+    # Joined describing words share the subject; a "not" after the verb denies.
+    assert found(pack, "my neck is stiff and sore") == {"pain": (PRESENT, None)}
+    assert found(pack, "my neck isn't sore") == {"pain": (ABSENT, None)}
+    assert found(pack, "my neck is not sore but my eyes are red") == {"pain": (ABSENT, None), "fever": (PRESENT, None)}
+    # Without a linking verb the words are not a term ("eyes, red" is not read across the comma either).
+    assert found(pack, "eyes red") == {}
+    assert found(pack, "the neck doctor was sore") == {}
+
+
+def test_a_denied_describing_word_leaves_a_subject_that_is_a_finding_itself(tmp_path: Path) -> None:
+    pack = _pack_with(tmp_path, {"pain": ["rash"], "fever": ["itchy rash"]})
+    assert found(pack, "the rash is itchy") == {"fever": (PRESENT, None)}
+    # "the rash is not itchy" says there is a rash; it is the itch that is denied.
+    assert found(pack, "the rash is not itchy") == {"pain": (PRESENT, None)}
+
+
+def test_a_misspelling_listed_in_one_term_is_still_corrected_elsewhere(tmp_path: Path) -> None:
+    pack = _pack_with(tmp_path, {"fever": ["chills", "shaking chills", "got the chils"], "pain": ["pain", "child pain"]})
+    assert found(pack, "got the chils")["fever"][0] == PRESENT
+    reading = read_text(pack, "fever and chils all night")
+    (m,) = [m for m in reading.mentions if m.code == "fever"]
+    assert m.text == "chils" and m.method == "fuzzy" and m.confidence < 0.8
+    # A doubled letter written once is the likelier typo: "chils" is "chills", not "child".
+    assert found(pack, "chils pain") == {"fever": (PRESENT, None), "pain": (PRESENT, None)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("high temperature, absent", {"fever": ABSENT}),
+        ("fever, none. pain, present", {"fever": ABSENT, "pain": PRESENT}),
+        ("it hurts, ok?", {"pain": PRESENT}),  # "ok" is not an answer that denies
+        ("fever, no cough", {"fever": PRESENT}),
+    ],
+)
+def test_a_denial_standing_as_its_own_part_after_a_comma(tiny, text: str, expected: dict[str, str]) -> None:
+    assert {code: pol for code, (pol, _) in found(tiny, text).items()} == expected

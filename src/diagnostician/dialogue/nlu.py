@@ -17,6 +17,7 @@ import json
 import os
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,7 @@ NORMAL_STATE = 0.85
 MAX_GAP = 2  # filler words allowed inside a multi-word term ("coughing up [some] blood")
 NEAR_CUE = 4  # words between a 0–10 score and the cue that names its scale ("pain is about 7/10")
 NAMED_CUE_REACH = 30  # words between a value and the symptom word that can serve as its cue (bounds the work)
+SETTLED = 3  # lexicon texts a word must appear in to be taken as spelt right (one text may list a misspelling)
 MAX_SCOPE = 10  # words a negation or uncertainty trigger reaches at most
 SIDE_WINDOW = 4  # words around a body site searched for "left" / "right"
 
@@ -165,6 +167,7 @@ class Target:
     code: str = ""
     values: tuple[str, ...] = ()
     value: str | None = None
+    owners: tuple[str, ...] = ()  # for values: the list findings whose lexicon gives this phrase these values
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,16 @@ class Reader:
             if len(ph) == 2 and ph[1] in heads and ph[0] not in heads and ph[0] not in self.light and turned not in have:
                 terms.append((turned, target))
                 have.add(turned)
+        # "Red eyes" is also "my eyes are red": a two-word term read across a linking verb (see `_predicates`).
+        said = lang.get("predicates", {})
+        self.linking = frozenset(stem(w) for w in said.get("linking", ()))
+        self.degree = frozenset(stem(w) for w in said.get("degree", ()))
+        self.predicate_negation = frozenset(said.get("negation", ()))
+        self.predicate_terms: dict[tuple[str, str], list[Target]] = {}
+        self.single_findings = frozenset(ph[0] for ph, _ in terms if len(ph) == 1)
+        for ph, target in terms:
+            if len(ph) == 2 and ph[0] not in leads and not {*ph} & (self.light | self.linking):
+                self.predicate_terms.setdefault(ph, []).append(target)
         # Blocked phrases win as longer matches and are then dropped: "hay fever" hides its "fever".
         terms += [(_phrase(t), Target("blocked")) for t in lexicon.blocked]
         self.terms = PhraseIndex(terms)
@@ -275,10 +288,15 @@ class Reader:
                     self.short_terms.setdefault(_phrase(t)[0], set()).add(written[0])
         values: list[tuple[tuple[str, ...], Target]] = []
         cues: list[tuple[tuple[str, ...], Target]] = []
+        # Value ids are shared ("yes" of every yes/no list): a phrase belongs to the findings that list it, not to every
+        # finding with the same value id ("peeling off" is E_131's "yes", not E_135's).
+        said: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
         for code, vl in lexicon.values.items():
             for ts in vl.sets:
-                values += [(_phrase(t), Target("values", code, ts.values)) for t in ts.terms]
+                for t in ts.terms:
+                    said.setdefault((_phrase(t), tuple(ts.values)), []).append(code)
             cues += [(_phrase(t), Target("cue", code)) for t in vl.cues]
+        values += [(ph, Target("values", codes[0], vals, owners=tuple(dict.fromkeys(codes)))) for (ph, vals), codes in said.items()]
         for code, vl in lexicon.scales.items():
             cues += [(_phrase(t), Target("cue", code)) for t in vl.cues]
         self.values = PhraseIndex(values)
@@ -287,13 +305,13 @@ class Reader:
         self.cue_owners: dict[tuple[str, ...], set[str]] = {}
         for phrase, target in cues:
             self.cue_owners.setdefault(phrase, set()).add(target.code)
-        self._owners = {v: code for code, vl in lexicon.values.items() for ts in vl.sets for v in ts.values}
         self.cues = PhraseIndex(cues)
         triggers = []
         for key, kind in (("negation_forward", "neg_fwd"), ("negation_backward", "neg_bwd"), ("uncertain_forward", "unc_fwd"), ("uncertain_backward", "unc_bwd"), ("pseudo", "pseudo"), ("terminators", "term")):
             # Function words match as written, not stemmed: "none" must not match the "non" of "non-restful".
             triggers += [(_raw_phrase(t), Target(kind)) for t in lang[key]]
         self.triggers = PhraseIndex(triggers)
+        self.answer_denials = {_raw_phrase(w) for w in lang.get("negation_as_answer", {}).get("words", ())}
         self.starters = {_phrase(w)[0] for w in lang["clause_starters"] if _phrase(w)}
         self.joiners = {stem(w) for w in lang["list_joiners"]}
         self.sides = {side: {_phrase(w) for w in words} for side, words in lang["sides"].items()}
@@ -323,7 +341,12 @@ class Reader:
             hits = {fam for fam in self.family_findings for t in ts.terms if len(t) >= 6 and t in questions[fam] and re.search(rf"\b{re.escape(t)}\b", questions[fam])}
             if len(hits) == 1:
                 self.family_of[code] = hits.pop()
-        self.raw_vocab = {t.raw.replace("'", "") for text in _lexicon_texts(lexicon) for t in tokenize(normalise(text)) if t.is_word}
+        texts = [_raw_phrase(text) for text in _lexicon_texts(lexicon)]
+        self.raw_vocab = {w for words in texts for w in words}
+        # A word of one longer term only may be a misspelling the lexicon lists for that term ("got the chils"):
+        # it is still corrected elsewhere ("fevr and chils"). Words of two terms or a term of their own are settled.
+        self.seen = Counter(w for words in {*texts} for w in {*words})
+        self.settled = {w for w, n in self.seen.items() if n >= SETTLED} | {words[0] for words in texts if len(words) == 1}
         self._deletes: dict[str, set[str]] = {}
         for w in self.raw_vocab:
             if len(w) >= 4 and w.isalpha():
@@ -348,7 +371,8 @@ class Reader:
     def _alternatives(self, tok: Token) -> set[str]:
         """The stems a word may stand for: itself, and that of a lexicon word one or two typos away."""
         s, raw = tok.stem, tok.raw.replace("'", "")
-        if s in self.vocab or raw in self.raw_vocab or not raw.isalpha() or len(raw) < 4 or s in self.function_words:
+        known = raw in self.settled if raw in self.raw_vocab else s in self.vocab
+        if known or not raw.isalpha() or len(raw) < 4 or s in self.function_words:
             return {s}
         # Typos are judged on the written words, not on stems: "weezing" is one letter from "wheezing".
         limit = 1 if len(raw) < 8 else 2
@@ -359,8 +383,14 @@ class Reader:
         candidates |= {d for d in deletions if d in self.raw_vocab}
         # Short words must keep their first two letters ("pian" → "pain", not "rain"); longer ones their first.
         keep = 2 if len(raw) < 5 else 1
-        near = sorted((_damerau(raw, w, limit), w) for w in candidates if w[:keep] == raw[:keep] or (keep == 2 and sorted(w[:2]) == sorted(raw[:2])))
-        best = [stem(w) for dist, w in near if dist <= limit and dist == near[0][0]] if near else []
+        candidates.discard(raw)
+        # Of as near words, a doubled letter written once ("chils", "runy") first, then the lexicon's commoner word.
+        near = sorted(
+            (_damerau(raw, w, limit), not _undoubled(raw, w), -self.seen[w], w)
+            for w in candidates
+            if w[:keep] == raw[:keep] or (keep == 2 and sorted(w[:2]) == sorted(raw[:2]))
+        )
+        best = [stem(w) for dist, single, _, w in near if dist <= limit and (dist, single) == near[0][:2]] if near else []
         return {s, *best[:2]}
 
     # --- reading ------------------------------------------------------------------------------
@@ -441,6 +471,8 @@ class Reader:
                 if before:
                     commas.add(before[-1] + 1)
         found = self.terms.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light)
+        predicates, denied = self._predicates(words, equal)
+        found += predicates
         for m in self.negated.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light):
             lead = next((k for k in range(m.start - 1, max(-1, m.start - 4), -1) if words[k].stem in self.negated_leads), None)
             if lead is not None:  # the denial word joins the term: it does not negate the finding
@@ -467,6 +499,7 @@ class Reader:
         cue_matches = self.cues.find(words, equal, gaps=False)
         value_matches = [v for v in _select(self.values.find(words, equal, gaps=True, no_gap=self.no_gap)) if not self._taken(v, findings)]
         polarity = self._scopes(words, triggers, [*findings, *value_matches], commas)
+        polarity.update({m.start: ABSENT for m in findings if (m.start, m.end) in denied})
         out = []
         for m in findings:
             pol = polarity.get(m.start, PRESENT)
@@ -543,6 +576,40 @@ class Reader:
                     break
         return sorted(out, key=lambda m: m.start)
 
+    def _predicates(self, words: Sequence[Token], equal: Sequence[set[str]]) -> tuple[list[Match], set[tuple[int, int]]]:
+        """Two-word terms said across a linking verb ("his speech is slurred", "eyes are watery and red"), and which are denied.
+
+        The subject is the word right before the verb; one or more describing words follow it, joined by
+        "and", "or" or commas ("my throat isn't sore" is a denied sore throat)."""
+        out: list[Match] = []
+        denied: set[tuple[int, int]] = set()
+        for j in range(1, len(words) - 1):
+            if words[j].stem not in self.linking:
+                continue
+            k, skipped, negated = j + 1, 0, False
+            while k < len(words) - 1 and skipped < 2 and (words[k].stem in self.degree or words[k].raw in self.predicate_negation):
+                negated |= words[k].raw in self.predicate_negation
+                k += 1
+                skipped += 1
+            first = j - 1  # a later describing word's match spans itself only, so the first one's stays whole
+            if negated and equal[j - 1] & self.single_findings:
+                continue  # "the rash is not itchy" denies the itch, not the rash: the subject is read on its own
+            while k < len(words):
+                hits = [(t, b != words[j - 1].stem or a != words[k].stem) for b in equal[j - 1] for a in equal[k] for t in self.predicate_terms.get((a, b), ())]
+                if hits:
+                    target, fuzzy = min(hits, key=lambda h: (h[1], h[0].code))
+                    m = Match(first, k + 1, target, 2, skipped, int(fuzzy))
+                    first = k + 2
+                    out.append(m)
+                    if negated:
+                        denied.add((m.start, m.end))
+                # "watery and red": the next describing word shares the subject.
+                if k + 2 < len(words) and words[k + 1].stem in ("and", "or"):
+                    k += 2
+                else:
+                    break
+        return out, denied
+
     def _double_negative(self, words: Sequence[Token], m: Match) -> Match:
         """A 'without' trigger after a negative word in the same clause, turned into a scope terminator."""
         if m.target.kind != "neg_fwd" or m.end - m.start != 1 or words[m.start].raw != "without":
@@ -569,7 +636,7 @@ class Reader:
         return any(o.start <= v.start and v.end <= o.end and o.length > v.length and o.target.code not in owners for o in findings)
 
     def _owners_of(self, v: Match) -> list[str]:
-        return [code for code, vl in self.lexicon.values.items() if any(set(v.target.values) <= set(ts.values) for ts in vl.sets)]
+        return list(v.target.owners)
 
     def _scopes(self, words: Sequence[Token], triggers: Sequence[Match], targets: Sequence[Match], commas: set[int]) -> dict[int, str]:
         """Polarity of each target (by start word) from the triggers around it, nearest trigger first."""
@@ -601,14 +668,20 @@ class Reader:
                 part_end = min([c for c in commas if c > trig.start] + [len(words)])
                 if any(trig.start < s < part_end for s in target_starts):
                     continue
+                # ... unless the denial is that part, as in a checklist: "sore throat, absent".
+                answer = trig.start in commas and trig.end == part_end and self._words_of(words, trig) in self.answer_denials
                 for m in targets:
                     # Backward scope stays within its part of the sentence: "pain in my chest, maybe a 6" keeps the pain.
                     between = range(m.end, trig.start + 1)
-                    if m.end <= trig.start and trig.start - m.end <= 4 and not any(k in stops or k in commas for k in between):
+                    if m.end <= trig.start and trig.start - m.end <= 4 and not any(k in stops or (k in commas and not (answer and k == trig.start)) for k in between):
                         dist = trig.start - m.end
                         if m.start not in out or dist < out[m.start][0]:
                             out[m.start] = (dist, kinds[kind])
         return {k: pol for k, (_, pol) in out.items()}
+
+    @staticmethod
+    def _words_of(words: Sequence[Token], m: Match) -> tuple[str, ...]:
+        return tuple(w.raw.replace("'", "") for w in words[m.start : m.end])
 
     def _mention(self, text: str, words: Sequence[Token], m: Match, code: str, polarity: str, value: Any, confidence: float) -> Mention:
         start, end = words[m.start].start, words[m.end - 1].end
@@ -627,11 +700,11 @@ class Reader:
             return "both"
         return next(iter(found), None)
 
-    def _pick_side(self, values: tuple[str, ...], side: str | None) -> tuple[tuple[str, ...], bool]:
+    def _pick_side(self, owner: str, values: tuple[str, ...], side: str | None) -> tuple[tuple[str, ...], bool]:
         """The values of a site for the side said; (values, sure). A sided pair without a side is unsure."""
         if len(values) != 2:
             return values, True
-        f = self.pack.finding(self._value_owner(values[0]))
+        f = self.pack.finding(owner)
         labels = {v: f.label_of(v) for v in values}
         right = [v for v in values if labels[v].endswith("(R)")]
         left = [v for v in values if labels[v].endswith("(L)")]
@@ -642,9 +715,6 @@ class Reader:
         if side == "right":
             return tuple(right), True
         return values, side == "both"
-
-    def _value_owner(self, value: str) -> str:
-        return self._owners[value]
 
     def _values(
         self,
@@ -673,7 +743,7 @@ class Reader:
             if polarity.get(m.start) == ABSENT:
                 continue  # "no pain in my back" says nothing about where a pain is
             f = self.pack.finding(owner)
-            values, sure = self._pick_side(m.target.values, self._side(words, m))
+            values, sure = self._pick_side(owner, m.target.values, self._side(words, m))
             if f.kind == CATEGORICAL:
                 values = values[:1]
             conf = m.confidence if sure else min(m.confidence, UNSIDED)
@@ -685,6 +755,8 @@ class Reader:
             phrase = tuple(w.stem for w in words[c.start : c.end])
             if f.default is None or c.target.code not in self.lexicon.values or len(self.cue_owners.get(phrase, ())) != 1:
                 continue
+            if len(phrase) == 1 and phrase[0] in self.function_words:
+                continue  # "doesn't respond, like absences": a function word is too weak a cue to deny by
             if any(o.start <= c.start and c.end <= o.end for o in findings):
                 continue  # "no pain": the pain itself is denied, which says it all
             if self._scopes(words, triggers, [c], set()).get(c.start) == ABSENT:
@@ -842,6 +914,11 @@ def _lexicon_texts(lexicon: Lexicon) -> Iterable[str]:
 
 def _raw_phrase(text: str) -> tuple[str, ...]:
     return tuple(t.raw.replace("'", "") for t in tokenize(normalise(text)) if t.is_word)
+
+
+def _undoubled(typed: str, word: str) -> bool:
+    """Whether `typed` is `word` with one of its doubled letters written once ("chils" for "chills")."""
+    return len(word) == len(typed) + 1 and any(word[i] == word[i + 1] and word[:i] + word[i + 1 :] == typed for i in range(len(word) - 1))
 
 
 def _deletions(word: str) -> set[str]:
@@ -1007,6 +1084,7 @@ def _patient(words: Sequence[str], lang: dict[str, Any]) -> tuple[str, str | Non
             return None
         if w in ("he", "she", "he's", "she's", "hes", "shes"):
             return ("", pronouns[w])  # only a third person: someone writes for the patient (who, the age says)
+        # "my son's ear hurts": a possessive kinship word names the patient as well as "my son" does.
         base = w[:-1] if w.endswith("s") and w[:-1] in kin else w
         if base in kin:
             if any(x in reporting for x in words[i + 1 : i + 3]):
