@@ -304,6 +304,15 @@ def test_a_childs_sex_from_pronouns_that_agree_but_not_from_a_relative_of_the_wr
         # Said as a sentence: "his speech is slurred" is slurred speech; a "temp" is a fever.
         ("his speech is slurred and his face is drooping", {"E_63": (PRESENT, None), "E_156": (PRESENT, None)}),
         ("sneezy, no temp", {"E_91": (ABSENT, None)}),
+        # A relative who only reports is not the one with the symptom.
+        ("my partner says I stop breathing in my sleep", {"E_23": (PRESENT, None)}),
+        # "not with it" (confused) is not any "can't … it".
+        ("he's not with it", {"E_39": (PRESENT, None)}),
+        ("there's a rash on my back, I can't see it well", {"E_39": None}),
+        # Filler words may sit inside a term, a comma may not.
+        ("pain across my chest, it's burning", {"E_173": None, "E_54": (PRESENT, ("V_181",))}),
+        # A question that presupposes another finding implies it.
+        ("I've had two asthma attacks this year", {"E_46": (PRESENT, None), "E_124": (PRESENT, None)}),
     ],
 )
 def test_ddxplus_scopes_and_cues(pack, text: str, expected: dict[str, tuple[str, Any]]) -> None:

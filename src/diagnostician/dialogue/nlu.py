@@ -246,6 +246,7 @@ class Reader:
         self.lang = lang
         terms: list[tuple[tuple[str, ...], Target]] = []
         self.light = frozenset(stem(w) for w in lang.get("light_words", ()))
+        self.negation_leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
         leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
         negated: list[tuple[tuple[str, ...], Target]] = []
         for code, ts in lexicon.findings.items():
@@ -318,7 +319,6 @@ class Reader:
         self.vocab = self.terms.vocab | self.values.vocab | self.cues.vocab
         self.family_words = {_phrase(w) for w in lang["family_words"]}
         self.part_breaks = {stem(w) for w in ("but", "however", "although", "though", "whereas", "except")}
-        self.negation_leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
         self.uncertain_leads = {_phrase(w)[0] for w in lang["uncertain_forward"] if len(_phrase(w)) == 1}
         self._normal_rx, self._exception_rx = _normal_state_patterns(lexicon, lang)
         double = lang.get("without_after_negative", {})
@@ -328,6 +328,7 @@ class Reader:
         self.no_gap = frozenset(self.joiners | {stem(w) for p, _ in triggers for w in p})
         self.kin = {stem(w) for group in lang["kin"].values() for w in group}
         self.possessives = {stem(w) for w in lang["possessives"]}
+        self.reporting = frozenset(lang["reporting_verbs"])
         kin_words = "|".join(re.escape(w) for group in lang["kin"].values() for w in group)
         family_rx = re.compile(rf"\b(?:family|relatives?|{kin_words})\b", re.IGNORECASE)
         self.family_findings = {f.code for f in pack.findings if family_rx.search(f.question)}
@@ -361,7 +362,9 @@ class Reader:
     def _content(self, phrase: tuple[str, ...]) -> tuple[str, ...]:
         """A term without its light words (inside it), when at least two words remain."""
         kept = tuple(w for k, w in enumerate(phrase) if w not in self.light or k == 0 or k == len(phrase) - 1)
-        return kept if len(kept) >= 2 else phrase
+        if len(kept) < 2 or (kept[0] in self.negation_leads and sum(len(w) > 2 for w in kept[1:]) < 1):
+            return phrase  # "not with it" must not become "not … it", which any "can't see it" would match
+        return kept
 
     def _as_written(self, tok: Token) -> bool:
         """Whether a word may stand for a short abbreviation term: only when written exactly so."""
@@ -384,6 +387,9 @@ class Reader:
         # Short words must keep their first two letters ("pian" → "pain", not "rain"); longer ones their first.
         keep = 2 if len(raw) < 5 else 1
         candidates.discard(raw)
+        if raw in self.raw_vocab:
+            # A word of the lexicon's own may be a real word ("snore"): only a letter left out or swapped corrects it.
+            candidates = {w for w in candidates if len(w) >= len(raw)}
         # Of as near words, a doubled letter written once ("chils", "runy") first, then the lexicon's commoner word.
         near = sorted(
             (_damerau(raw, w, limit), not _undoubled(raw, w), -self.seen[w], w)
@@ -455,7 +461,12 @@ class Reader:
         stems = [w.stem for w in words]
         if any(tuple(stems[i : i + len(p)]) == p for p in self.family_words for i in range(len(stems))):
             return True
-        return any(s in self.kin and s != relation_stem and i > 0 and stems[i - 1] in self.possessives for i, s in enumerate(stems) for relation_stem in [stem(relation or "")])
+        relation_stem = stem(relation or "")
+        return any(
+            s in self.kin and s != relation_stem and i > 0 and stems[i - 1] in self.possessives
+            and not {w.raw for w in words[i + 1 : i + 3]} & self.reporting  # "my partner says I snore": the partner only reports
+            for i, s in enumerate(stems)
+        )  # fmt: skip
 
     def _read_clause(self, text: str, clause: list[Token], relation: str | None = None) -> list[Mention]:
         words = [t for t in clause if t.is_word]
@@ -464,13 +475,17 @@ class Reader:
         positions = {id(t): i for i, t in enumerate(words)}
         equal = [self._alternatives(t) for t in words]
         # Commas matter for scope, so remember where they were in word positions.
-        commas = set()
+        commas, marks = set(), set()
         for k, t in enumerate(clause):
             if t.raw in ",/" or t.raw == "-":
                 before = [positions[id(x)] for x in clause[:k] if x.is_word]
                 if before:
                     commas.add(before[-1] + 1)
+                    if t.raw != "/":  # "and/or", "on/off": a slash joins words
+                        marks.add(before[-1] + 1)
         found = self.terms.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light)
+        # A filler word may sit inside a term, a comma may not: "my chest, it's burning" is not "chest burning".
+        found = [m for m in found if not any(k in marks for k in range(m.start + 1, m.end))]
         predicates, denied = self._predicates(words, equal)
         found += predicates
         for m in self.negated.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light):
