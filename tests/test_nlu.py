@@ -415,6 +415,15 @@ def test_a_misspelling_listed_in_one_term_is_still_corrected_elsewhere(tmp_path:
     assert found(pack, "chils pain") == {"fever": (PRESENT, None), "pain": (PRESENT, None)}
 
 
+def test_a_typo_is_corrected_to_a_settled_word_before_a_listed_misspelling(tmp_path: Path) -> None:
+    pack = _pack_with(tmp_path, {"fever": ["breathing", "hard breathing", "breathing is hard", "trouble breething"], "pain": ["pain"]})
+    reading = read_text(pack, "brething is hard")
+    assert [(m.code, m.text) for m in reading.mentions] == [("fever", "brething is hard")]
+    # A word of the lexicon's own is a real word: "snore" is not corrected to "sore".
+    pack = _pack_with(tmp_path / "b", {"fever": ["snore and stop breathing"], "pain": ["sore", "sore throat", "sore back"]})
+    assert found(pack, "I snore loud") == {}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -390,13 +390,14 @@ class Reader:
         if raw in self.raw_vocab:
             # A word of the lexicon's own may be a real word ("snore"): only a letter left out or swapped corrects it.
             candidates = {w for w in candidates if len(w) >= len(raw)}
-        # Of as near words, a doubled letter written once ("chils", "runy") first, then the lexicon's commoner word.
+        # Of as near words, a settled word first (not another listed misspelling: "brething" is "breathing", not
+        # "breething"), then a doubled letter written once ("chils", "runy"), then the lexicon's commoner word.
         near = sorted(
-            (_damerau(raw, w, limit), not _undoubled(raw, w), -self.seen[w], w)
+            (_damerau(raw, w, limit), w not in self.settled, not _undoubled(raw, w), -self.seen[w], w)
             for w in candidates
             if w[:keep] == raw[:keep] or (keep == 2 and sorted(w[:2]) == sorted(raw[:2]))
         )
-        best = [stem(w) for dist, single, _, w in near if dist <= limit and (dist, single) == near[0][:2]] if near else []
+        best = [stem(w) for dist, odd, single, _, w in near if dist <= limit and (dist, odd, single) == near[0][:3]] if near else []
         return {s, *best[:2]}
 
     # --- reading ------------------------------------------------------------------------------
