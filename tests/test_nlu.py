@@ -168,6 +168,11 @@ def test_temperatures_decide_fever(tiny, text: str, polarity: str) -> None:
 
 def test_numbers_that_are_not_temperatures(tiny) -> None:
     assert "fever" not in found(tiny, "I walked 39 minutes")
+    # An age after a fever is not a temperature of 35 °C (which would deny the fever).
+    assert found(tiny, "I have a fever, I'm a 35 year old woman")["fever"][0] == PRESENT
+    assert found(tiny, "I have a fever. I'm 35")["fever"][0] == PRESENT
+    assert found(tiny, "she's 38 and has a fever of 39")["fever"][0] == PRESENT
+    assert found(tiny, "a fever for 36 hours")["fever"][0] == PRESENT
     assert to_celsius("98.6", "f", True) == pytest.approx(37.0)
     assert to_celsius("300", None, True) is None
 

@@ -813,6 +813,8 @@ class Reader:
         temp = self.lexicon.measurements.get("temperature")
         if temp is not None:
             for m in _TEMPERATURE.finditer(norm):
+                if _AGE_BEFORE.search(norm, 0, m.start("num")) and not (m.group("deg") or m.group("unit")):
+                    continue  # "I'm 35", "aged 38": an age, unless a degree sign or unit says otherwise
                 celsius = to_celsius(m.group("num"), m.group("unit"), bool(m.group("cue") or m.group("deg")))
                 if celsius is None:
                     continue
@@ -989,9 +991,13 @@ _BARE_SCORE = re.compile(
 )
 
 _TEMPERATURE = re.compile(
-    r"(?P<cue>(?:temp(?:erature)?|fever|thermometer|febrile|pyrexia)\D{0,20}?)?"
+    # The cue stays in its sentence: "I have a fever. I'm 35" gives no temperature.
+    r"(?P<cue>(?:temp(?:erature)?|fever|thermometer|febrile|pyrexia)[^\d.!?;\n]{0,20}?)?"
     r"\b(?P<num>\d{2,3}(?:[.,]\d{1,2})?)\s*(?P<deg>°|º|degrees?|deg)?\s*(?P<unit>c|f|celsius|centigrade|fahrenheit)?\b"
+    # Not an age, a weight or a time: "a fever, I'm a 35 year old woman", "35 yo", "for 38 hours".
+    r"(?![-\s]*(?:years?|yrs?|y/?o\b|months?|mos?\b|weeks?|wks?\b|days?|hours?|hrs?\b|minutes?|mins?\b|kg|kilos?|lbs?|pounds?|%|m\b|f\b(?=\s*(?:here|,|$))))"
 )
+_AGE_BEFORE = re.compile(r"(?:\b(?:i'm|i am|im|aged?|he's|she's|he is|she is)\s+(?:a\s+|an\s+)?|\bage\s*:?\s*)$")
 
 
 def to_celsius(number: str, unit: str | None, cued: bool) -> float | None:
