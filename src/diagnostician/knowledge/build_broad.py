@@ -70,6 +70,13 @@ PRIOR_DEFAULT_QUANTILE = 0.25  # SymCAT conditions without a Bayes-derived prior
 PRIOR_OUTSIDE_SYMCAT_QUANTILE = 0.10
 # Curated conditions (conditions_cu*.jsonl) state a prevalence tier; each tier takes this quantile of the derived priors.
 PREVALENCE_QUANTILES = {"common": 0.75, "uncommon": 0.40, "rare": 0.10}
+# Below 1 in 100,000 a year, eradicated, or acquired almost only abroad: a tenth of the rare tier's prior. The derived
+# priors are compressed (common cold to myasthenia gravis is 50:1 there, about 10,000:1 in incidence), so a tier
+# one decade of incidence down takes one decade of prior, not the compressed step between the other tiers.
+VERY_RARE_FACTOR = 0.1
+# Conditions without a data-derived prior take a curated tier from sources/broad/prevalence_tiers*.jsonl (one
+# line per condition code: prevalence, basis), before a curated condition's own tier and the quantile defaults.
+PREVALENCE_TIERS = (*PREVALENCE_QUANTILES, "very_rare")
 APPLICABILITY_FLOOR = 1e-3  # relative weight of an age band or sex where the condition does not occur
 # A symptom list of this many or more, shared verbatim by this many conditions, is a copied block (symcat_artifacts).
 ARTIFACT_MIN_SIZE, ARTIFACT_MIN_SHARED, ARTIFACT_OVERLAP = 6, 3, 0.75
@@ -178,6 +185,22 @@ def _term_table(sources: Path, pattern: str, findings: dict[str, dict[str, Any]]
         if not isinstance(terms, list) or not all(isinstance(t, str) and t.strip() for t in terms):
             raise PackError(f"{row['_where']} ({code}): 'terms' must be a list of phrases")
         out[code].extend(t.strip().lower() for t in terms)
+    return out
+
+
+def _prevalence_tiers(sources: Path, codes: set[str]) -> dict[str, dict[str, Any]]:
+    """Curated prevalence tiers by condition code (optional tables); an unknown code, tier or missing basis fails the build."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in _optional_tables(sources, "prevalence_tiers*.jsonl"):
+        code = _need(row, "code")
+        if code not in codes:
+            raise PackError(f"{row['_where']}: unknown condition {code!r}")
+        if row.get("prevalence") not in PREVALENCE_TIERS:
+            raise PackError(f"{row['_where']} ({code}): prevalence must be one of {', '.join(PREVALENCE_TIERS)}")
+        _need(row, "basis")
+        if code in out:
+            raise PackError(f"{row['_where']}: condition {code!r} has a tier already ({out[code]['_where']})")
+        out[code] = row
     return out
 
 
@@ -518,8 +541,8 @@ def build(
     for row in _optional_tables(sources, "conditions_cu*.jsonl"):
         _check_condition_row(row)
         where = f"{row['_where']} ({row['id']})"
-        if row.get("prevalence") not in PREVALENCE_QUANTILES or not str(row.get("prevalence_basis", "")).strip():
-            raise PackError(f"{where}: prevalence must be one of {sorted(PREVALENCE_QUANTILES)}, with a prevalence_basis")
+        if row.get("prevalence") not in PREVALENCE_TIERS or not str(row.get("prevalence_basis", "")).strip():
+            raise PackError(f"{where}: prevalence must be one of {', '.join(PREVALENCE_TIERS)}, with a prevalence_basis")
         clash = [n for n in [row["name"], *row.get("synonyms", [])] if norm_name(n) in known]
         if clash or slug(row["name"]) in by_code:
             raise PackError(f"{where}: {clash[0] if clash else row['name']!r} already names a condition of the pack")
@@ -652,6 +675,17 @@ def build(
     default_log = float(np.quantile(derived, PRIOR_DEFAULT_QUANTILE))
     outside_log = float(np.quantile(derived, PRIOR_OUTSIDE_SYMCAT_QUANTILE))
     top = float(derived.max())
+    tiers = _prevalence_tiers(sources, {c["code"] for c in conds})
+
+    def tier_prior(tier: str) -> float:
+        if tier == "very_rare":
+            return float(np.exp(np.quantile(derived, PREVALENCE_QUANTILES["rare"]) - top)) * VERY_RARE_FACTOR
+        return float(np.exp(np.quantile(derived, PREVALENCE_QUANTILES[tier]) - top))
+
+    def tier_basis(tier: str) -> str:
+        if tier == "very_rare":
+            return f"{VERY_RARE_FACTOR:g} × the rare tier's prior (the {PREVALENCE_QUANTILES['rare']:.0%} quantile of the derived priors)"
+        return f"the {PREVALENCE_QUANTILES[tier]:.0%} quantile of the derived priors"
 
     # Tests.
     alias, catalogue = _load_test_aliases(sources)
@@ -668,12 +702,15 @@ def build(
                     tests.append(tid)
         if c["code"] in logs:
             prior, basis = float(np.exp(logs[c["code"]] - top)), "Bayes' rule on SymCAT P(condition | symptom) and P(symptom | condition), log least squares"
+        elif c["code"] in tiers:
+            t = tiers[c["code"]]
+            prior = tier_prior(t["prevalence"])
+            basis = f"curated prevalence tier '{t['prevalence']}' ({t['basis']}; {t['_where'].split(':')[0]}, not yet clinically reviewed): {tier_basis(t['prevalence'])}"
         elif c["symcat"]:
             prior, basis = float(np.exp(default_log - top)), f"no prevalence in the sources: the {PRIOR_DEFAULT_QUANTILE:.0%} quantile of the derived priors"
         elif c.get("curated"):
-            q = PREVALENCE_QUANTILES[row["prevalence"]]
-            prior = float(np.exp(np.quantile(derived, q) - top))
-            basis = f"curated prevalence tier '{row['prevalence']}' ({row['prevalence_basis']}): the {q:.0%} quantile of the derived priors"
+            prior = tier_prior(row["prevalence"])
+            basis = f"curated prevalence tier '{row['prevalence']}' ({row['prevalence_basis']}): {tier_basis(row['prevalence'])}"
         else:
             prior = float(np.exp(outside_log - top))
             basis = f"not among SymCAT's encounter-based conditions, no prevalence in the sources: the {PRIOR_OUTSIDE_SYMCAT_QUANTILE:.0%} quantile of the derived priors"
@@ -769,8 +806,10 @@ def build(
             "likelihood_sources": {str(k): v for k, v in SOURCE_CODES.items()},
             "absent_symptom_model": f"A symptom no source lists for a condition gets a leak: {leak_text}. A listed symptom's share p becomes p·(1 − {miss}) (report-miss rate: a patient who has it says no this often; not on the pregnancy applicability), so answering 'no' multiplies by 1 − p·(1 − {miss}). Answer noise EPS = {EPS} on every cell.",
             "medlineplus_share": f"{ml_share} = mean SymCAT share of {len(both)} symptoms MedlinePlus also lists for the same condition",
-            "priors": "P(c) ∝ P(c | s) P(s) / P(s | c) from SymCAT's symptom pages (common causes) and condition pages, solved in log space by least squares; others: the "
-            f"{PRIOR_DEFAULT_QUANTILE:.0%} quantile. Each condition states its basis in prior_basis.",
+            "priors": "P(c) ∝ P(c | s) P(s) / P(s | c) from SymCAT's symptom pages (common causes) and condition pages, solved in log space by least squares; others: "
+            "a curated prevalence tier (common / uncommon / rare: the 75 / 40 / 10 % quantiles of the derived priors; very rare: "
+            f"{VERY_RARE_FACTOR:g} × rare), else the {PRIOR_DEFAULT_QUANTILE:.0%} quantile (SymCAT) or {PRIOR_OUTSIDE_SYMCAT_QUANTILE:.0%} (outside SymCAT). "
+            "Each condition states its basis in prior_basis.",
             "demographics": f"P(age band | c) ∝ SymCAT age odds (floor {ODDS_FLOOR}) × US Census 2010 band shares; P(sex | c) likewise; bands or sexes outside the curated applicability × {APPLICABILITY_FLOOR}.",
         },
         "review_status": "not yet clinically reviewed",
