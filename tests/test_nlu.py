@@ -382,6 +382,12 @@ def test_a_body_part_and_its_symptom_noun_said_the_other_way_round(tmp_path: Pat
     assert found(pack, "a cough and swelling in the knee") == {"fever": (PRESENT, None)}
 
 
+def test_a_comma_inside_a_term_only_between_its_own_words(tmp_path: Path) -> None:
+    pack = _knee_pack(tmp_path)
+    assert found(pack, "Knee, pain") == {"pain": (PRESENT, None)}  # a form's "site, symptom" item
+    assert found(pack, "my knee, the pain") == {}
+
+
 def _pack_with(tmp_path: Path, findings: dict[str, list[str]]):
     meta, tables = tiny_pack_data()
     folder = write_pack_files(tmp_path / "tiny", meta, tables)

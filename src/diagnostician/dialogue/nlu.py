@@ -485,8 +485,9 @@ class Reader:
                     if t.raw != "/":  # "and/or", "on/off": a slash joins words
                         marks.add(before[-1] + 1)
         found = self.terms.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light)
-        # A filler word may sit inside a term, a comma may not: "my chest, it's burning" is not "chest burning".
-        found = [m for m in found if not any(k in marks for k in range(m.start + 1, m.end))]
+        # A filler word may sit inside a term, or a comma ("Leg, pain" as a form lists it), not both: "my chest, it's
+        # burning" is not "chest burning" (light words count here: they are words the term does not have).
+        found = [m for m in found if m.end - m.start == m.length or not any(k in marks for k in range(m.start + 1, m.end))]
         predicates, denied = self._predicates(words, equal)
         found += predicates
         for m in self.negated.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light):
