@@ -331,3 +331,27 @@ def test_triage_counts_only_conditions_that_account_for_a_reported_finding(mini_
     assert triage(mini_pack, s2, posterior(s2)).level == "emergency"
     # Nothing reported yet: every condition counts.
     assert accounting(mini_pack, start(mini_pack, 30, "F")).all()
+
+
+def test_curated_prevalence_tiers_set_the_priors_the_sources_lack(mini: tuple[Path, Path], mini_pack: schema.Pack, tmp_path: Path) -> None:
+    data, sources = mini
+    rows = mini_pack.meta["conditions"]
+    derived = [r for r in rows if r["prior_basis"].startswith("Bayes")]
+    plain = next(r for r in rows if not r["prior_basis"].startswith(("Bayes", "curated")))
+    path = sources / "prevalence_tiers_test.jsonl"
+    path.write_text(json.dumps({"code": plain["code"], "prevalence": "very_rare", "basis": "test basis: eradicated"}) + "\n")
+    write(build(data, sources), tmp_path / "tiered")
+    after = {r["code"]: r for r in schema.load_pack_dir(tmp_path / "tiered").meta["conditions"]}
+    assert "curated prevalence tier 'very_rare' (test basis: eradicated" in after[plain["code"]]["prior_basis"]
+    logs = np.log([r["prior"] for r in derived])
+    rare = float(np.exp(np.quantile(logs, 0.10) - logs.max()))
+    assert after[plain["code"]]["prior"] == pytest.approx(0.1 * rare, rel=1e-3)
+    # Data-derived priors are never overridden, and a bad row fails the build naming it.
+    assert all(after[r["code"]]["prior"] == r["prior"] for r in derived)
+    for bad, message in (({"code": "nothing"}, "unknown condition 'nothing'"), ({"prevalence": "often"}, "prevalence must be one of"), ({"basis": ""}, "missing or malformed field 'basis'")):
+        path.write_text(json.dumps({"code": plain["code"], "prevalence": "rare", "basis": "b", **bad}) + "\n")
+        with pytest.raises(PackError, match=re.escape(message)):
+            build(data, sources)
+    path.write_text(2 * (json.dumps({"code": plain["code"], "prevalence": "rare", "basis": "b"}) + "\n"))
+    with pytest.raises(PackError, match="has a tier already"):
+        build(data, sources)

@@ -388,16 +388,17 @@ class Reader:
         keep = 2 if len(raw) < 5 else 1
         candidates.discard(raw)
         if raw in self.raw_vocab:
-            # A word of the lexicon's own may be a real word ("snore"): only a letter left out or swapped corrects it.
-            candidates = {w for w in candidates if len(w) >= len(raw)}
-        # Of as near words, a settled word first (not another listed misspelling: "brething" is "breathing", not
-        # "breething"), then a doubled letter written once ("chils", "runy"), then the lexicon's commoner word.
+            # A word of the lexicon's own may be a real word ("snore", "band"): only a letter left out ("chils", "blod")
+            # or two swapped corrects it, never another letter in its place ("band" is not "bang").
+            candidates = {w for w in candidates if len(w) == len(raw) + 1 or (len(w) == len(raw) and sorted(w) == sorted(raw))}
+        # Of as near words (two are kept), a settled word first (not another listed misspelling: "brething" is
+        # "breathing" before "breething"), then a doubled letter written once ("chils", "runy"), then the commoner word.
         near = sorted(
             (_damerau(raw, w, limit), w not in self.settled, not _undoubled(raw, w), -self.seen[w], w)
             for w in candidates
             if w[:keep] == raw[:keep] or (keep == 2 and sorted(w[:2]) == sorted(raw[:2]))
         )
-        best = [stem(w) for dist, odd, single, _, w in near if dist <= limit and (dist, odd, single) == near[0][:3]] if near else []
+        best = [stem(w) for dist, *_, w in near if dist <= limit and dist == near[0][0]] if near else []
         return {s, *best[:2]}
 
     # --- reading ------------------------------------------------------------------------------
