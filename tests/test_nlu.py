@@ -382,6 +382,11 @@ def test_a_body_part_and_its_symptom_noun_said_the_other_way_round(tmp_path: Pat
     assert found(pack, "a cough and swelling in the knee") == {"fever": (PRESENT, None)}
 
 
+def test_a_light_word_of_a_trigger_may_sit_inside_a_term(tmp_path: Path) -> None:
+    # "of" belongs to the trigger "free of", yet "swelling on the inside of knee" is knee swelling.
+    assert found(_knee_pack(tmp_path), "swelling on the inside of knee") == {"fever": (PRESENT, None)}
+
+
 def test_a_comma_inside_a_term_only_between_its_own_words(tmp_path: Path) -> None:
     pack = _knee_pack(tmp_path)
     assert found(pack, "Knee, pain") == {"pain": (PRESENT, None)}  # a form's "site, symptom" item

@@ -325,7 +325,8 @@ class Reader:
         self.without_leads = {w.replace("'", "") for w in double.get("leads", ())}
         self.without_modals = set(double.get("modals", ()))
         self.semantic = semantic
-        self.no_gap = frozenset(self.joiners | {stem(w) for p, _ in triggers for w in p})
+        # Joiners and trigger words may not sit inside a term; the light words of some triggers ("free of") may.
+        self.no_gap = frozenset(self.joiners | ({stem(w) for p, _ in triggers for w in p} - self.light))
         self.kin = {stem(w) for group in lang["kin"].values() for w in group}
         self.possessives = {stem(w) for w in lang["possessives"]}
         self.reporting = frozenset(lang["reporting_verbs"])
