@@ -246,8 +246,7 @@ class Reader:
         self.lang = lang
         terms: list[tuple[tuple[str, ...], Target]] = []
         self.light = frozenset(stem(w) for w in lang.get("light_words", ()))
-        self.negation_leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
-        leads = {_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1}
+        self.negation_leads = leads = frozenset(_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1)
         negated: list[tuple[tuple[str, ...], Target]] = []
         for code, ts in lexicon.findings.items():
             terms += [(self._content(_phrase(t)), Target("finding", code)) for t in ts.terms]
@@ -258,7 +257,6 @@ class Reader:
                 if len(ph) >= 3 and ph[0] in leads:
                     negated.append((ph[1:], Target("finding", code)))
         self.negated = PhraseIndex(negated)
-        self.negated_leads = frozenset(leads)
         # "Knee swelling" is also "swelling in the right knee": a body part and a symptom noun, said the other way round.
         heads = frozenset(stem(w) for w in lang.get("inverted_heads", {}).get("words", ()))
         have = {ph for ph, _ in terms}
@@ -493,7 +491,7 @@ class Reader:
         predicates, denied = self._predicates(words, equal)
         found += predicates
         for m in self.negated.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light):
-            lead = next((k for k in range(m.start - 1, max(-1, m.start - 4), -1) if words[k].stem in self.negated_leads), None)
+            lead = next((k for k in range(m.start - 1, max(-1, m.start - 4), -1) if words[k].stem in self.negation_leads), None)
             if lead is not None:  # the denial word joins the term: it does not negate the finding
                 found.append(Match(lead, m.end, m.target, m.length + 1, m.gaps + (m.start - lead - 1), m.fuzzy))
         found = [m for m in found if not (m.length == 1 and m.end - m.start == 1 and not self._as_written(words[m.start]))]
@@ -610,9 +608,9 @@ class Reader:
                 negated |= words[k].raw in self.predicate_negation
                 k += 1
                 skipped += 1
-            first = j - 1  # a later describing word's match spans itself only, so the first one's stays whole
             if negated and equal[j - 1] & self.single_findings:
                 continue  # "the rash is not itchy" denies the itch, not the rash: the subject is read on its own
+            first = j - 1  # a later describing word's match spans itself only, so the first one's stays whole
             while k < len(words):
                 hits = [(t, b != words[j - 1].stem or a != words[k].stem) for b in equal[j - 1] for a in equal[k] for t in self.predicate_terms.get((a, b), ())]
                 if hits:
@@ -1109,7 +1107,6 @@ def _patient(words: Sequence[str], lang: dict[str, Any]) -> tuple[str, str | Non
             return None
         if w in ("he", "she", "he's", "she's", "hes", "shes"):
             return ("", pronouns[w])  # only a third person: someone writes for the patient (who, the age says)
-        # "my son's ear hurts": a possessive kinship word names the patient as well as "my son" does.
         base = w[:-1] if w.endswith("s") and w[:-1] in kin else w
         if base in kin:
             if any(x in reporting for x in words[i + 1 : i + 3]):

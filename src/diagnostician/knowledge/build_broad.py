@@ -676,16 +676,11 @@ def build(
     outside_log = float(np.quantile(derived, PRIOR_OUTSIDE_SYMCAT_QUANTILE))
     top = float(derived.max())
     tiers = _prevalence_tiers(sources, {c["code"] for c in conds})
-
-    def tier_prior(tier: str) -> float:
-        if tier == "very_rare":
-            return float(np.exp(np.quantile(derived, PREVALENCE_QUANTILES["rare"]) - top)) * VERY_RARE_FACTOR
-        return float(np.exp(np.quantile(derived, PREVALENCE_QUANTILES[tier]) - top))
-
-    def tier_basis(tier: str) -> str:
-        if tier == "very_rare":
-            return f"{VERY_RARE_FACTOR:g} × the rare tier's prior (the {PREVALENCE_QUANTILES['rare']:.0%} quantile of the derived priors)"
-        return f"the {PREVALENCE_QUANTILES[tier]:.0%} quantile of the derived priors"
+    # Each tier's prior and the words that state its basis.
+    tier_prior = {t: float(np.exp(np.quantile(derived, q) - top)) for t, q in PREVALENCE_QUANTILES.items()}
+    tier_basis = {t: f"the {q:.0%} quantile of the derived priors" for t, q in PREVALENCE_QUANTILES.items()}
+    tier_prior["very_rare"] = tier_prior["rare"] * VERY_RARE_FACTOR
+    tier_basis["very_rare"] = f"{VERY_RARE_FACTOR:g} × the rare tier's prior ({tier_basis['rare']})"
 
     # Tests.
     alias, catalogue = _load_test_aliases(sources)
@@ -704,13 +699,13 @@ def build(
             prior, basis = float(np.exp(logs[c["code"]] - top)), "Bayes' rule on SymCAT P(condition | symptom) and P(symptom | condition), log least squares"
         elif c["code"] in tiers:
             t = tiers[c["code"]]
-            prior = tier_prior(t["prevalence"])
-            basis = f"curated prevalence tier '{t['prevalence']}' ({t['basis']}; {t['_where'].split(':')[0]}, not yet clinically reviewed): {tier_basis(t['prevalence'])}"
+            prior = tier_prior[t["prevalence"]]
+            basis = f"curated prevalence tier '{t['prevalence']}' ({t['basis']}; {t['_where'].split(':')[0]}, not yet clinically reviewed): {tier_basis[t['prevalence']]}"
         elif c["symcat"]:
             prior, basis = float(np.exp(default_log - top)), f"no prevalence in the sources: the {PRIOR_DEFAULT_QUANTILE:.0%} quantile of the derived priors"
         elif c.get("curated"):
-            prior = tier_prior(row["prevalence"])
-            basis = f"curated prevalence tier '{row['prevalence']}' ({row['prevalence_basis']}): {tier_basis(row['prevalence'])}"
+            prior = tier_prior[row["prevalence"]]
+            basis = f"curated prevalence tier '{row['prevalence']}' ({row['prevalence_basis']}): {tier_basis[row['prevalence']]}"
         else:
             prior = float(np.exp(outside_log - top))
             basis = f"not among SymCAT's encounter-based conditions, no prevalence in the sources: the {PRIOR_OUTSIDE_SYMCAT_QUANTILE:.0%} quantile of the derived priors"
