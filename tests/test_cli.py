@@ -703,3 +703,14 @@ def test_consult_results_take_test_results_and_examination_findings(tmp_path) ->
     assert_ok(p)
     assert "Result entered:" in p.stdout and "Recorded, cannot interpret" in p.stdout
     assert "Examination finding entered:" in p.stdout and "lymph" in p.stdout.lower()
+
+
+def test_output_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    """A bench --out under a plain file is a one-line error with exit 3 (files), never a traceback."""
+    cases = tmp_path / "v.jsonl"
+    cases.write_text(json.dumps({"case_description": "A 30-year-old woman has a runny nose.", "urgency_level": "sc", "correct_diagnosis": "Common cold"}) + "\n", encoding="utf-8")
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    p = run_cli("bench", "triage", "--cases", str(cases), "--out", str(blocker / "sub"), "--quiet")
+    assert p.returncode == 3, (p.returncode, p.stderr[-2000:])
+    assert "Traceback" not in p.stderr and p.stderr.startswith("error:") and "sub" in p.stderr

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from diagnostician import __version__
 from diagnostician.errors import DiagnosticianError, InputError, SessionError
 
-EXIT_OK, EXIT_INPUT = 0, 2
+EXIT_OK, EXIT_INPUT, EXIT_IO = 0, 2, 3
 CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
 
 
@@ -922,6 +922,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     except BrokenPipeError:
         code = 0
+    except OSError as exc:  # a file or folder gone or unwritable mid-run (e.g. a bench --out deleted): one line, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        code = EXIT_IO
     sys.exit(code)
 
 
