@@ -145,6 +145,27 @@ def test_hallmarks_fill_gaps_and_the_flat_medlineplus_share_but_not_data(mini: t
             build(data, sources)
 
 
+def test_corrections_replace_implausible_source_shares_but_not_data(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    data, sources = mini
+    rows = [
+        {"condition": "pneumonia", "finding": "cough", "p": 0.6, "was": 0.9, "basis": "test reference: a SymCAT share corrected"},
+        {"condition": "pleurisy", "finding": "chest-pain", "p": 0.9, "was": 0.3, "basis": "test reference: the flat share corrected"},
+    ]
+    (sources / "corrections_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write(build(data, sources), tmp_path / "pack")
+    pack = schema.load_pack_dir(tmp_path / "pack")
+    p, src, ci, fi = pack.p, pack.p_source, pack.condition_index, pack.finding_index
+    assert src[ci["pneumonia"], fi["cough"]] == 8 and p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.6 * (1 - MISS))
+    assert src[ci["pleurisy"], fi["chest-pain"]] == 8 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.9 * (1 - MISS))
+    assert "implausible" in pack.meta["provenance"]["likelihood_sources"]["8"]
+    bad_rows = (({"finding": "chest-pain", "condition": "croup"}, "a correction needs a listed share"), ({"p": 0}, "probability 0"),
+                ({"condition": "nothing"}, "unknown condition 'nothing'"), ({"basis": " "}, "no basis"))  # fmt: skip
+    for bad, message in bad_rows:
+        (sources / "corrections_test.jsonl").write_text(json.dumps({**rows[0], **bad}) + "\n")
+        with pytest.raises(PackError, match=re.escape(message)):
+            build(data, sources)
+
+
 def test_curated_conditions_join_with_their_features_and_prevalence_tier(mini: tuple[Path, Path], tmp_path: Path) -> None:
     data, sources = mini
     row = {"id": "cu:covid-19", "name": "COVID-19", "icd10": "U07.1", "system": "infectious", "urgency": "see_doctor", "rationale": "test",

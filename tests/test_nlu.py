@@ -440,6 +440,14 @@ def test_a_typo_is_corrected_to_a_settled_word_before_a_listed_misspelling(tmp_p
     assert found(pack, "I snore loud") == {}
 
 
+def test_two_words_of_a_term_written_as_one_are_split(tmp_path: Path) -> None:
+    pack = _pack_with(tmp_path, {"pain": ["sore throat", "sore", "back pain", "pain"], "fever": ["throat", "back"]})
+    assert found(pack, "No sorethroat") == {"pain": (ABSENT, None)}
+    assert found(pack, "my backpain is bad") == {"pain": (PRESENT, None)}
+    # Only where the halves are a pair of some term, in its order: "throatsore" is no term's pair.
+    assert found(pack, "a throatsore") == {}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -347,6 +347,8 @@ class Reader:
         # it is still corrected elsewhere ("fevr and chils"). Words of two terms or a term of their own are settled.
         self.seen = Counter(w for words in {*texts} for w in {*words})
         self.settled = {w for w, n in self.seen.items() if n >= SETTLED} | {words[0] for words in texts if len(words) == 1}
+        # Two settled words written as one ("sorethroat", "backpain") are split where they make a pair of some term.
+        self.joined_pairs = {(a, b) for words in texts for a, b in zip(words, words[1:]) if a in self.settled and b in self.settled and len(a) >= 3 and len(b) >= 3}
         self._deletes: dict[str, set[str]] = {}
         for w in self.raw_vocab:
             if len(w) >= 4 and w.isalpha():
@@ -400,6 +402,19 @@ class Reader:
         best = [stem(w) for dist, *_, w in near if dist <= limit and dist == near[0][0]] if near else []
         return {s, *best[:2]}
 
+    def _split_joined(self, tokens: list[Token]) -> list[Token]:
+        """Tokens with a word unknown to the lexicon split in two where its halves are a word pair of a term."""
+        out = []
+        for t in tokens:
+            raw = t.raw
+            if len(raw) >= 6 and raw.isalpha() and raw not in self.raw_vocab and t.stem not in self.vocab:
+                k = next((k for k in range(3, len(raw) - 2) if (raw[:k], raw[k:]) in self.joined_pairs), None)
+                if k is not None:
+                    out += [Token(stem(raw[:k]), raw[:k], t.start, t.start + k), Token(stem(raw[k:]), raw[k:], t.start + k, t.end)]
+                    continue
+            out.append(t)
+        return out
+
     # --- reading ------------------------------------------------------------------------------
     def read(self, text: str, max_chars: int = MAX_CHARS) -> Reading:
         """Everything the text says: demographics, numbers and each finding with polarity, value, confidence and span."""
@@ -407,7 +422,7 @@ class Reader:
         norm = normalise(text)
         reading = Reading(text=text)
         read_demographics(norm, reading, self.lang)
-        tokens = tokenize(norm)
+        tokens = self._split_joined(tokenize(norm))
         mentions: list[Mention] = []
         for clause in _clauses(tokens):
             mentions += self._read_clause(text, clause, reading.relation)

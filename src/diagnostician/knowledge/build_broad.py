@@ -104,6 +104,7 @@ SOURCE_CODES = {
     5: "curated applicability: pregnancy-only condition (sources/broad conditions tables)",
     6: "implied by a narrower finding the condition lists (e.g. sharp chest pain is chest pain): at least the narrower one's probability",
     7: "curated hallmark feature of the typical presentation, recalled from the reference its row names, not re-checked (sources/broad/hallmarks*.jsonl; not yet clinically reviewed)",
+    8: "curated correction of a source share judged implausible for the condition (a small-sample artefact, a cardinal feature given a token share), with the reference its row names (sources/broad/corrections*.jsonl; not yet clinically reviewed)",
 }
 
 
@@ -637,6 +638,17 @@ def build(
         f, p = feature(row["_where"], code, row)
         if (code, f) not in cells or cells[(code, f)][1] == 2:
             cells[(code, f)] = (p, 7)
+    # Corrections replace a SymCAT, MedlinePlus or hallmark share judged implausible; DDXPlus statistics,
+    # red-flag and pregnancy cells are not theirs to change.
+    for row in _optional_tables(sources, "corrections*.jsonl"):
+        code = str(_need(row, "condition"))
+        if code not in by_code:
+            raise PackError(f"{row['_where']}: unknown condition {code!r}")
+        f, p = feature(row["_where"], code, row)
+        if (code, f) not in cells:
+            raise PackError(f"{row['_where']} ({code}, {f}): a correction needs a listed share to correct")
+        if cells[(code, f)][1] in (1, 2, 7):
+            cells[(code, f)] = (p, 8)
     for c in conds:
         if not c.get("curated"):
             continue
@@ -726,7 +738,7 @@ def build(
                 **({"age_basis": row["age_basis"]} if row.get("age_basis") else {}),
             },  # fmt: skip
             "synonyms": syn,
-            "symptoms": sorted((f for (cc, f), (_, s) in cells.items() if cc == c["code"] and s in (1, 2, 3, 7)), key=lambda f: fidx[f]),
+            "symptoms": sorted((f for (cc, f), (p, s) in cells.items() if cc == c["code"] and (s in (1, 2, 3, 7) or s == 8 and p >= 0.1)), key=lambda f: fidx[f]),
             "tests": tests,
             **({"ddxplus": ddx_matched[c["code"]]} if c["code"] in ddx_matched else {}),
             "source": c["source"] + (f"; also MedlinePlus: {', '.join(c['medline'])}" if c["symcat"] and c["medline"] else "")
