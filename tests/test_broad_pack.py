@@ -17,7 +17,7 @@ from diagnostician.engine.workup import suggest_tests
 from diagnostician.dialogue.nlu import read_text
 from diagnostician.errors import PackError
 from diagnostician.knowledge import schema
-from diagnostician.knowledge.build_broad import LEAK_MAX, LEAK_MIN, MISS, PACK_FILES, build, write
+from diagnostician.knowledge.build_broad import LEAK_MAX, LEAK_MIN, MISS, PACK_FILES, build, implications, write
 
 
 @pytest.fixture()
@@ -125,43 +125,49 @@ def test_normal_states_deny_their_findings_and_unknown_codes_fail_the_build(mini
 
 
 def test_hallmarks_fill_gaps_and_the_flat_medlineplus_share_but_not_data(mini: tuple[Path, Path], tmp_path: Path) -> None:
-    data, sources = mini
     rows = [
         {"condition": "croup", "finding": "chest-pain", "p": 0.3, "basis": "test reference: a gap"},
         {"condition": "pleurisy", "finding": "chest-pain", "p": 0.85, "basis": "test reference: replaces the flat share"},
         {"condition": "pneumonia", "finding": "cough", "p": 0.2, "basis": "test reference: SymCAT stays"},
     ]
-    (sources / "hallmarks_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write(build(data, sources), tmp_path / "pack")
-    pack = schema.load_pack_dir(tmp_path / "pack")
+    pack = _built_with(mini, tmp_path, "hallmarks_test.jsonl", rows)
     p, src, ci, fi = pack.p, pack.p_source, pack.condition_index, pack.finding_index
     assert src[ci["croup"], fi["chest-pain"]] == 7 and p[ci["croup"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.3 * (1 - MISS))
     assert src[ci["pleurisy"], fi["chest-pain"]] == 7 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.85 * (1 - MISS))
     assert src[ci["pneumonia"], fi["cough"]] == 1 and p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.9 * (1 - MISS))
     assert "recalled" in pack.meta["provenance"]["likelihood_sources"]["7"]
-    for bad, message in (({"condition": "nothing"}, "unknown condition 'nothing'"), ({"finding": "nope"}, "unknown finding 'nope'"), ({"p": 1.2}, "probability 1.2"), ({"basis": ""}, "no basis")):
-        (sources / "hallmarks_test.jsonl").write_text(json.dumps({**rows[0], **bad}) + "\n")
-        with pytest.raises(PackError, match=re.escape(message)):
-            build(data, sources)
+    bad_rows = (({"condition": "nothing"}, "unknown condition 'nothing'"), ({"finding": "nope"}, "unknown finding 'nope'"), ({"p": 1.2}, "probability 1.2"), ({"basis": ""}, "no basis"))  # fmt: skip
+    _each_bad_row_fails(mini, "hallmarks_test.jsonl", rows[0], bad_rows)
 
 
 def test_corrections_replace_implausible_source_shares_but_not_data(mini: tuple[Path, Path], tmp_path: Path) -> None:
-    data, sources = mini
     rows = [
         {"condition": "pneumonia", "finding": "cough", "p": 0.6, "was": 0.9, "basis": "test reference: a SymCAT share corrected"},
         {"condition": "pleurisy", "finding": "chest-pain", "p": 0.9, "was": 0.3, "basis": "test reference: the flat share corrected"},
     ]
-    (sources / "corrections_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write(build(data, sources), tmp_path / "pack")
-    pack = schema.load_pack_dir(tmp_path / "pack")
+    pack = _built_with(mini, tmp_path, "corrections_test.jsonl", rows)
     p, src, ci, fi = pack.p, pack.p_source, pack.condition_index, pack.finding_index
     assert src[ci["pneumonia"], fi["cough"]] == 8 and p[ci["pneumonia"], fi["cough"]] == pytest.approx(0.001 + 0.998 * 0.6 * (1 - MISS))
     assert src[ci["pleurisy"], fi["chest-pain"]] == 8 and p[ci["pleurisy"], fi["chest-pain"]] == pytest.approx(0.001 + 0.998 * 0.9 * (1 - MISS))
     assert "implausible" in pack.meta["provenance"]["likelihood_sources"]["8"]
     bad_rows = (({"finding": "chest-pain", "condition": "croup"}, "a correction needs a listed share"), ({"p": 0}, "probability 0"),
                 ({"condition": "nothing"}, "unknown condition 'nothing'"), ({"basis": " "}, "no basis"))  # fmt: skip
+    _each_bad_row_fails(mini, "corrections_test.jsonl", rows[0], bad_rows)
+
+
+def _built_with(mini: tuple[Path, Path], tmp_path: Path, table: str, rows: list[dict]) -> schema.Pack:
+    """The mini pack built with one more curated table."""
+    data, sources = mini
+    (sources / table).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write(build(data, sources), tmp_path / "pack")
+    return schema.load_pack_dir(tmp_path / "pack")
+
+
+def _each_bad_row_fails(mini: tuple[Path, Path], table: str, good: dict, bad_rows: tuple) -> None:
+    """Each spoilt version of a good row, alone in the table, fails the build with its message."""
+    data, sources = mini
     for bad, message in bad_rows:
-        (sources / "corrections_test.jsonl").write_text(json.dumps({**rows[0], **bad}) + "\n")
+        (sources / table).write_text(json.dumps({**good, **bad}) + "\n")
         with pytest.raises(PackError, match=re.escape(message)):
             build(data, sources)
 
@@ -376,3 +382,11 @@ def test_curated_prevalence_tiers_set_the_priors_the_sources_lack(mini: tuple[Pa
     path.write_text(2 * (json.dumps({"code": plain["code"], "prevalence": "rare", "basis": "b"}) + "\n"))
     with pytest.raises(PackError, match="has a tier already"):
         build(data, sources)
+
+
+def test_a_narrower_label_implies_the_broader_one_unless_it_turns_it_round_or_lists_it_as_one_choice() -> None:
+    labels = {"wg": "weight gain", "pwg": "poor weight gain", "cp": "chest pain", "scp": "sharp chest pain", "aw": "arm weakness",
+              "fas": "sudden face drooping, arm weakness or speech problem", "rad": "chest pain spreading to arm, jaw, neck or back",
+              "sp": "painful skin", "red": "red, painful skin spreading fast"}  # fmt: skip
+    got = implications({k: {"label": v} for k, v in labels.items()}, labels)
+    assert got == {"scp": ["cp"], "rad": ["cp"], "red": ["sp"]}

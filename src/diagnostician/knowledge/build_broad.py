@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
@@ -638,6 +639,16 @@ def build(
         f, p = feature(row["_where"], code, row)
         if (code, f) not in cells or cells[(code, f)][1] == 2:
             cells[(code, f)] = (p, 7)
+    for c in conds:
+        if not c.get("curated"):
+            continue
+        features = c["row"].get("features")
+        if not isinstance(features, list) or not features:
+            raise PackError(f"{c['row']['_where']} ({c['row']['id']}): a curated condition needs its features")
+        for feat in features:
+            f, p = feature(c["row"]["_where"], c["row"]["id"], feat)
+            cells[(c["code"], f)] = (p, 7)
+
     # Corrections replace a SymCAT, MedlinePlus or hallmark share judged implausible; DDXPlus statistics,
     # red-flag and pregnancy cells are not theirs to change.
     for row in _optional_tables(sources, "corrections*.jsonl"):
@@ -649,15 +660,6 @@ def build(
             raise PackError(f"{row['_where']} ({code}, {f}): a correction needs a listed share to correct")
         if cells[(code, f)][1] in (1, 2, 7):
             cells[(code, f)] = (p, 8)
-    for c in conds:
-        if not c.get("curated"):
-            continue
-        features = c["row"].get("features")
-        if not isinstance(features, list) or not features:
-            raise PackError(f"{c['row']['_where']} ({c['row']['id']}): a curated condition needs its features")
-        for feat in features:
-            f, p = feature(c["row"]["_where"], c["row"]["id"], feat)
-            cells[(c["code"], f)] = (p, 7)
 
     # A narrower finding listed for a condition makes its broader finding at least as likely.
     implied = implications(findings, findings)
@@ -788,7 +790,11 @@ def build(
     for f in fcodes:
         e = findings[f]
         finding_entries.append({k: e[k] for k in ("code", "kind", "question", "label", "system", "age_range", "source") if k in e})
-    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx}, sources, merged)
+    # A term naming a finding inside this one's label is left to that finding, also where this one is its
+    # opposite or one choice of a list ("jaw pain when chewing" is not the giant-cell-arteritis sign).
+    contains = implications(findings, fcodes, strict=False)
+    lexicon = _lexicon(findings, fcodes, ddx, ddx_map, medline, cn_map, {a: [b for b in bs if b in fidx] for a, bs in implied.items() if a in fidx}, sources, merged,
+                       contains={a: [b for b in bs if b in fidx] for a, bs in contains.items()})  # fmt: skip
     lexicon["blocked"] = _blocked_phrases(lexicon, cond_entries, {k for k, (p, _) in cells.items() if p >= 0.1})
     complaint_counts = defaultdict(int)
     for (c, f), (p, s) in cells.items():
@@ -892,12 +898,30 @@ def _pregnancy_finding(findings: dict[str, dict[str, Any]]) -> str:
     raise PackError("the curated findings define no pregnancy finding (rf-pregnant)")
 
 
-def implications(findings: dict[str, dict[str, Any]], codes: Iterable[str]) -> dict[str, list[str]]:
+# Words that turn the phrase after them round: a "poor weight gain" is not a weight gain.
+OPPOSING_WORDS = frozenset({"poor", "no", "not", "without", "lack", "lacking", "decreased", "reduced", "low", "less", "loss", "absent", "never"})
+
+
+def implications(findings: dict[str, dict[str, Any]], codes: Iterable[str], strict: bool = True) -> dict[str, list[str]]:
     """Narrower finding → broader findings it presupposes, by label: "sharp chest pain" is a "chest pain".
 
-    B is broader than A when B's label (two words or more) is a whole-word phrase inside A's label.
+    B is broader than A when B's label (two words or more) is a whole-word phrase inside A's label, unless
+    a word before it turns it round ("poor weight gain" is no weight gain) or it is one choice of a list
+    ("face drooping, arm weakness or speech problem" does not say the arm is weak). With strict False,
+    every label inside another counts (which lay terms name the other finding).
     """
     labels = {f: " " + " ".join(re.findall(r"[a-z0-9]+", findings[f]["label"].lower())) + " " for f in codes}
+    raw = {f: findings[f]["label"].lower() for f in codes}
+
+    def presupposes(a: str, b: str) -> bool:
+        """Whether A's label states B's rather than its opposite or one alternative of several."""
+        before = labels[a][: labels[a].index(lab_b)].split()
+        if before and before[-1] in OPPOSING_WORDS:
+            return False
+        words = r"\W+".join(map(re.escape, lab_b.split()))
+        listed = re.search(r"\bor\b", raw[a]) and re.search(rf"(?:\bor\s+|,\s*)(?:\w+\s+)?{words}\b|\b{words}\s*(?:,|\bor\b)", raw[a])
+        return not listed
+
     by_word: dict[str, set[str]] = defaultdict(set)
     for f, lab in labels.items():
         for w in lab.split():
@@ -909,7 +933,7 @@ def implications(findings: dict[str, dict[str, Any]], codes: Iterable[str]) -> d
             continue
         candidates = set.intersection(*(by_word[w] for w in words)) - {b}
         for a in sorted(candidates):
-            if lab_b in labels[a] and labels[a] != lab_b:
+            if lab_b in labels[a] and labels[a] != lab_b and (not strict or presupposes(a, b)):
                 out.setdefault(a, []).append(b)
     return {a: sorted(bs) for a, bs in sorted(out.items())}
 
@@ -924,6 +948,7 @@ def _lexicon(
     implied: dict[str, list[str]],
     sources: Path | None = None,
     merged: dict[str, str] | None = None,
+    contains: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Lay terms of every finding: curated terms, MedlinePlus phrases of its concepts, and the DDXPlus lexicon of mapped findings.
 
@@ -955,7 +980,7 @@ def _lexicon(
             raise PackError(f"normal_states.json entries[{i}] ({', '.join(entry['subjects'][:2])}): unknown findings {unknown}")
     out = {}
     for f in fcodes:
-        broader = {t for b in implied.get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
+        broader = {t for b in (implied if contains is None else contains).get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
         terms = [t for t in all_terms[f] if t not in broader] or all_terms[f][:1]
         src = ["curated"] + (["medlineplus"] if phrases.get(f) else []) + (["ddxplus"] if ddx_terms.get(f) else []) + [name for name in ("lay", "clinical") if extra[name].get(f)]
         out[f] = {"terms": terms, "source": "; ".join(src)}
@@ -1013,7 +1038,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--leak", type=float, default=LEAK, help="one constant leak instead of the base-rate model")
     ap.add_argument("--miss", type=float, default=MISS, help=f"report-miss rate on listed symptom cells (default {MISS})")
     args = ap.parse_args(argv)
-    files = build(args.data, args.sources, leak=args.leak, miss=args.miss)
+    try:
+        files = build(args.data, args.sources, leak=args.leak, miss=args.miss)
+    except (PackError, OSError) as exc:  # a bad source table names its entry in one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     write(files, args.out)
     pack = load_pack_dir(args.out)
     print(f"built {pack.name} {pack.version}: {len(pack.conditions)} conditions, {len(pack.findings)} findings, {len(pack.red_flags)} red flags, {len(pack.tests)} tests")
