@@ -45,7 +45,7 @@ import sys
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -632,11 +632,15 @@ def build(
             raise PackError(f"{where} ({owner}, {f}): no basis")
         return f, float(p)
 
-    for row in _optional_tables(sources, "hallmarks*.jsonl"):
-        code = str(_need(row, "condition"))
-        if code not in by_code:
-            raise PackError(f"{row['_where']}: unknown condition {code!r}")
-        f, p = feature(row["_where"], code, row)
+    def table_cells(pattern: str) -> Iterator[tuple[dict[str, Any], str, str, float]]:
+        """Each row of the curated cell tables matching `pattern`, with its condition, finding and share checked."""
+        for row in _optional_tables(sources, pattern):
+            code = str(_need(row, "condition"))
+            if code not in by_code:
+                raise PackError(f"{row['_where']}: unknown condition {code!r}")
+            yield (row, code, *feature(row["_where"], code, row))
+
+    for row, code, f, p in table_cells("hallmarks*.jsonl"):
         if (code, f) not in cells or cells[(code, f)][1] == 2:
             cells[(code, f)] = (p, 7)
     for c in conds:
@@ -651,11 +655,7 @@ def build(
 
     # Corrections replace a SymCAT, MedlinePlus or hallmark share judged implausible; DDXPlus statistics,
     # red-flag and pregnancy cells are not theirs to change.
-    for row in _optional_tables(sources, "corrections*.jsonl"):
-        code = str(_need(row, "condition"))
-        if code not in by_code:
-            raise PackError(f"{row['_where']}: unknown condition {code!r}")
-        f, p = feature(row["_where"], code, row)
+    for row, code, f, p in table_cells("corrections*.jsonl"):
         if (code, f) not in cells:
             raise PackError(f"{row['_where']} ({code}, {f}): a correction needs a listed share to correct")
         if cells[(code, f)][1] in (1, 2, 7):
@@ -915,10 +915,10 @@ def implications(findings: dict[str, dict[str, Any]], codes: Iterable[str], stri
 
     def presupposes(a: str, b: str) -> bool:
         """Whether A's label states B's rather than its opposite or one alternative of several."""
-        before = labels[a][: labels[a].index(lab_b)].split()
+        before = labels[a][: labels[a].index(labels[b])].split()
         if before and before[-1] in OPPOSING_WORDS:
             return False
-        words = r"\W+".join(map(re.escape, lab_b.split()))
+        words = r"\W+".join(map(re.escape, labels[b].split()))
         listed = re.search(r"\bor\b", raw[a]) and re.search(rf"(?:\bor\s+|,\s*)(?:\w+\s+)?{words}\b|\b{words}\s*(?:,|\bor\b)", raw[a])
         return not listed
 
@@ -948,12 +948,13 @@ def _lexicon(
     implied: dict[str, list[str]],
     sources: Path | None = None,
     merged: dict[str, str] | None = None,
-    contains: dict[str, list[str]] | None = None,
+    *,
+    contains: dict[str, list[str]],
 ) -> dict[str, Any]:
     """Lay terms of every finding: curated terms, MedlinePlus phrases of its concepts, and the DDXPlus lexicon of mapped findings.
 
-    A term that also names a broader finding (one this finding implies) is left to the broader one:
-    "chest pain" does not say the pain is sharp.
+    A term that also names a finding whose label sits inside this one's (`contains`) is left to that
+    finding: "chest pain" does not say the pain is sharp. `implied` is the implication table the lexicon states.
     """
     phrases: dict[str, set[str]] = defaultdict(set)
     for v in medline.values():
@@ -980,7 +981,7 @@ def _lexicon(
             raise PackError(f"normal_states.json entries[{i}] ({', '.join(entry['subjects'][:2])}): unknown findings {unknown}")
     out = {}
     for f in fcodes:
-        broader = {t for b in (implied if contains is None else contains).get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
+        broader = {t for b in contains.get(f, []) for t in [*all_terms[b], findings[b]["label"].lower()]}
         terms = [t for t in all_terms[f] if t not in broader] or all_terms[f][:1]
         src = ["curated"] + (["medlineplus"] if phrases.get(f) else []) + (["ddxplus"] if ddx_terms.get(f) else []) + [name for name in ("lay", "clinical") if extra[name].get(f)]
         out[f] = {"terms": terms, "source": "; ".join(src)}
