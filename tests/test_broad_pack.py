@@ -155,6 +155,25 @@ def test_corrections_replace_implausible_source_shares_but_not_data(mini: tuple[
     _each_bad_row_fails(mini, "corrections_test.jsonl", rows[0], bad_rows)
 
 
+def test_background_state_takes_its_population_rate_where_no_source_lists_it(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    # A background state (as if fever were one, at 45 %) no source ties to a condition is as common among its
+    # patients as among everyone: the rate, not the leak (0.10 here) nor a condition's cap; listed shares below it rise to it.
+    rows = [{"finding": "fever", "rate": 0.45, "basis": "test reference: a population rate"}]
+    pack = _built_with(mini, tmp_path, "background_test.jsonl", rows)
+    p, src, ci, fi = pack.p, pack.p_source, pack.condition_index, pack.finding_index
+    assert src[ci["pleurisy"], fi["fever"]] == 0 and p[ci["pleurisy"], fi["fever"]] == pytest.approx(0.001 + 0.998 * 0.45)
+    assert src[ci["croup"], fi["fever"]] == 1 and p[ci["croup"], fi["fever"]] == pytest.approx(0.001 + 0.998 * 0.45)
+    assert p[ci["pneumonia"], fi["fever"]] == pytest.approx(0.55988)  # a listed share above the rate stays
+    assert pack.meta["provenance"]["background_rates"] == [{"finding": "fever", "rate": 0.45, "basis": "test reference: a population rate"}]
+    assert "population rate" in pack.meta["provenance"]["absent_symptom_model"]
+    bad_rows = (({"finding": "nothing"}, "unknown finding 'nothing'"), ({"rate": 0}, "rate 0 is not in (0, 0.5]"),
+                ({"rate": 0.7}, "rate 0.7 is not in"), ({"rate": True}, "rate True"), ({"basis": ""}, "no basis"))  # fmt: skip
+    _each_bad_row_fails(mini, "background_test.jsonl", rows[0], bad_rows)
+    (mini[1] / "background_test.jsonl").write_text((json.dumps(rows[0]) + "\n") * 2)
+    with pytest.raises(PackError, match="a second background rate"):
+        build(*mini)
+
+
 def _built_with(mini: tuple[Path, Path], tmp_path: Path, table: str, rows: list[dict]) -> schema.Pack:
     """The mini pack built with one more curated table."""
     data, sources = mini
@@ -254,6 +273,7 @@ def test_precise_pack_takes_precedence_inside_its_scope(mini_pack: schema.Pack) 
         (lambda meta, tab: tab["cells"].append([0, 0, 1.2, 1]), r"P\(cough \| croup\) = 1.2"),
         (lambda meta, tab: meta["red_flags"][0].update(ask_when=["nothing"]), "ask_when names an unknown finding"),
         (lambda meta, tab: meta["conditions"][0].update(tests=["no-such-test"]), "unknown tests"),
+        (lambda meta, tab: tab.update(default_p_uncapped=[99]), "default_p_uncapped names a column out of range"),
     ],
 )
 def test_loader_names_the_bad_entry(mini_pack: schema.Pack, tmp_path: Path, edit, message: str) -> None:

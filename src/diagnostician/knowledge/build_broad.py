@@ -66,6 +66,8 @@ LEAK_MIN, LEAK_MAX = 0.005, 0.10
 # Fourth session, with the hallmark features and curated conditions: 0.2 rather than 0 kept every
 # pack-rated emergency among the Avey dev vignettes (15/15 vs 14/15) and raised top-5 43 → 45 %.
 MISS = 0.2
+# A background state as common as one person in two would say nothing about any condition.
+BACKGROUND_MAX = 0.5
 PRIOR_DEFAULT_QUANTILE = 0.25  # SymCAT conditions without a Bayes-derived prior get this quantile of the derived ones
 # Conditions outside SymCAT's 801 (built from US clinical-encounter statistics) are rarer in encounters on the whole.
 PRIOR_OUTSIDE_SYMCAT_QUANTILE = 0.10
@@ -780,10 +782,17 @@ def build(
         col_leak, cap, leak_text = _base_rate_leak(cond_entries, cells, fcodes, cidx)
     else:
         col_leak, cap, leak_text = [leak] * len(fcodes), [1.0] * len(conds), f"one constant leak {leak} for every unlisted cell"
+    # A background state (smoking, diabetes) is as common among a condition's patients as among everyone
+    # when no source ties it to the condition: its population rate, not a symptom's leak.
+    background = _background_rates(sources, fidx)
+    for j, row in background.items():
+        col_leak[j] = row["rate"]
+    if background:
+        leak_text += "; a background state's leak is its population rate whatever the condition (sources/broad/background*.jsonl, each row naming its basis)"
     # Likelihood cells (sparse): listed cells; everything else is the leak.
     columns = [[f, None] for f in fcodes]
     cell_rows = sorted(
-        [cidx[c], fidx[f], _round(EPS + (1 - 2 * EPS) * min(max(p * (1 - (miss if s != 5 else 0.0)), col_leak[fidx[f]] if leak is None else leak), 1.0)), s]
+        [cidx[c], fidx[f], _round(EPS + (1 - 2 * EPS) * min(max(p * (1 - (miss if s != 5 else 0.0)), col_leak[fidx[f]]), 1.0)), s]
         for (c, f), (p, s) in cells.items() if f in fidx
     )
     finding_entries = []
@@ -818,6 +827,7 @@ def build(
             "inputs": ["symcat/symcat_conditions_801.json", "symcat/symcat_symptoms_474.json", "medlineplus/medlineplus_893.json", "packs/ddxplus (statistics of matched conditions)", "sources/broad/*.jsonl, tests.json (curated; not yet clinically reviewed)"],
             "likelihood_sources": {str(k): v for k, v in SOURCE_CODES.items()},
             "absent_symptom_model": f"A symptom no source lists for a condition gets a leak: {leak_text}. A listed symptom's share p becomes p·(1 − {miss}) (report-miss rate: a patient who has it says no this often; not on the pregnancy applicability), so answering 'no' multiplies by 1 − p·(1 − {miss}). Answer noise EPS = {EPS} on every cell.",
+            "background_rates": [{"finding": fcodes[j], "rate": r["rate"], "basis": r["basis"]} for j, r in sorted(background.items())],
             "medlineplus_share": f"{ml_share} = mean SymCAT share of {len(both)} symptoms MedlinePlus also lists for the same condition",
             "priors": "P(c) ∝ P(c | s) P(s) / P(s | c) from SymCAT's symptom pages (common causes) and condition pages, solved in log space by least squares; others: "
             "a curated prevalence tier (common / uncommon / rare: the 75 / 40 / 10 % quantiles of the derived priors; very rare: "
@@ -842,6 +852,7 @@ def build(
         "columns": columns,
         "default_p_columns": [_round(EPS + (1 - 2 * EPS) * v) for v in col_leak],
         "default_p_cap": [_round(EPS + (1 - 2 * EPS) * v) for v in cap],
+        "default_p_uncapped": sorted(background),
         "default_source": 0,
         "cells": cell_rows,
         "source_legend": {str(k): v for k, v in SOURCE_CODES.items()},
@@ -889,6 +900,23 @@ def _base_rate_leak(
     text = (f"the finding's base rate (prior-weighted mean listed share over all conditions) clipped to [{LEAK_MIN}, {LEAK_MAX}], "
             "and for SymCAT conditions at most their least frequent listed symptom's share")  # fmt: skip
     return [_round(v) for v in col], [_round(v) for v in cap], text
+
+
+def _background_rates(sources: Path, fidx: dict[str, int]) -> dict[int, dict[str, Any]]:
+    """Column → background row ({"finding", "rate", "basis"}) from the optional tables; a bad or repeated row fails the build."""
+    out: dict[int, dict[str, Any]] = {}
+    for row in _optional_tables(sources, "background*.jsonl"):
+        code, rate = str(row.get("finding", "")), row.get("rate")
+        if code not in fidx:
+            raise PackError(f"{row['_where']}: unknown finding {code!r} (or one no condition lists)")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= BACKGROUND_MAX:
+            raise PackError(f"{row['_where']} ({code}): rate {rate!r} is not in (0, {BACKGROUND_MAX}]")
+        if not str(row.get("basis", "")).strip():
+            raise PackError(f"{row['_where']} ({code}): no basis")
+        if fidx[code] in out:
+            raise PackError(f"{row['_where']} ({code}): a second background rate for the finding")
+        out[fidx[code]] = {"rate": float(rate), "basis": str(row["basis"]).strip()}
+    return out
 
 
 def _pregnancy_finding(findings: dict[str, dict[str, Any]]) -> str:

@@ -231,7 +231,8 @@ def _likelihood_arrays(tables: dict[str, Any], n_c: int, n_k: int) -> tuple[np.n
     """Dense (C, K) likelihoods and source codes, from a dense table or a sparse one.
 
     Sparse form (large packs): cells not listed take "default_p" (a number, or one per condition),
-    or min(default_p_columns[column], default_p_cap[condition]); "default_source" is their source
+    or min(default_p_columns[column], default_p_cap[condition]) (the column's own value for the columns in
+    "default_p_uncapped"); "default_source" is their source
     code, and "cells" lists [condition, column, p, source].
     """
     if "cells" not in tables:
@@ -244,6 +245,10 @@ def _likelihood_arrays(tables: dict[str, Any], n_c: int, n_k: int) -> tuple[np.n
         if cols.shape != (n_k,) or cap.shape != (n_c,):
             raise PackError("likelihoods.json: default_p_columns / default_p_cap do not match the columns / conditions")
         p[:] = np.minimum(cols[None, :], cap[:, None])
+        uncapped = np.asarray(tables.get("default_p_uncapped", []), dtype=int)
+        if len(uncapped) and (uncapped.min() < 0 or uncapped.max() >= n_k):
+            raise PackError("likelihoods.json: default_p_uncapped names a column out of range")
+        p[:, uncapped] = cols[uncapped]  # background states: their population rate whatever the condition
     else:
         p[:] = np.asarray(tables["default_p"], dtype=float).reshape(-1, 1) if np.ndim(tables["default_p"]) else float(tables["default_p"])
     src[:] = np.asarray(tables["default_source"], dtype=np.int8).reshape(-1, 1) if np.ndim(tables["default_source"]) else int(tables["default_source"])
