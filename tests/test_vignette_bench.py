@@ -38,7 +38,9 @@ def test_the_patient_answers_from_what_the_vignette_says(tmp_path, pack) -> None
     patient = VignettePatient(pack, v)
     assert patient.answer("E_91") is True and patient.answer("E_201") is True
     assert patient.answer("E_97") is False  # denied
-    assert patient.answer("E_45") is False  # not mentioned: absent, as in DDXPlus
+    assert patient.answer("E_45") is None  # not mentioned: "don't know", as SymptomCheck Bench's patient says
+    assert VignettePatient(pack, v, "absent").answer("E_45") is False  # or absent, as in DDXPlus
+    assert VignettePatient(pack, v, "absent").answer("E_97") is False and VignettePatient(pack, v, "absent").answer("E_91") is True
 
 
 def test_runs_write_transcripts_resume_and_score(tmp_path, pack) -> None:
@@ -65,6 +67,7 @@ def test_cli_triage_and_vignettes(tmp_path) -> None:
     p = run_cli("bench", "vignettes", "--cases", str(path), "--out", str(tmp_path / "o"), "--json")
     assert_ok(p)
     assert json.loads(p.stdout)["cases"] == 1 and (tmp_path / "o" / "summary.md").exists()
+    assert json.loads(p.stdout)["unmentioned"] == "unknown"  # the default: the patient knows only its vignette
     assert len((tmp_path / "o" / "decisions.jsonl").read_text().splitlines()) == 1
     # An adult vignette: the paediatric slice is empty, and said to be.
     assert json.loads(p.stdout)["pediatric"] == {"cases": 0}

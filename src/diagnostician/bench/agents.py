@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from diagnostician.bench.scoring import normalise_diagnosis
-from diagnostician.bench.vignettes import Vignette, VignettePatient, red_flag_findings
+from diagnostician.bench.vignettes import UNMENTIONED, Vignette, VignettePatient, red_flag_findings
 from diagnostician.dialogue.grounding import grounding_of
 from diagnostician.dialogue.llm import LLMUnavailable
 from diagnostician.dialogue.nlu import CONFIRM_BELOW, MAX_CHARS, read_text
@@ -259,6 +259,7 @@ def run_llm_agent(
     patient_answer: Callable[[str], str] | None = None,
     check_leaks: bool = True,
     temperature: float = 0.0,
+    unmentioned: str = UNMENTIONED,
 ) -> dict[str, Any]:
     """One consultation of a chat model with the vignette patient, as a bench row (the engine's shape plus malformed and error).
 
@@ -268,7 +269,7 @@ def run_llm_agent(
     """
     if max_turns < 1:
         raise ValueError("max_turns must be at least 1")
-    patient = VignettePatient(pack, vignette)
+    patient = VignettePatient(pack, vignette, unmentioned)
     messages: list[dict[str, str]] = [{"role": "system", "content": DOCTOR_PROMPT}, {"role": "user", "content": vignette.opening}]
     transcript: list[dict[str, str]] = [{"role": "patient", "text": vignette.opening}]
     row: dict[str, Any] = {"id": vignette.id, "diagnosis": vignette.diagnosis, "urgency": vignette.urgency, "ended": False,

@@ -53,6 +53,10 @@ TEST_TURNS = 3  # tests at most, after the general examination (a budget that le
 OPEN_QUESTION = "Tell me about it: how it started, and what else you have noticed."
 SETTLED = 0.9  # posterior of the leading condition at which testing stops
 HISTORY_TURNS = 8  # questions to the patient, as a clinician plans a timed OSCE station
+# The patient actor answers "no" to what its script does not mention: an AgentClinic script holds the whole
+# history and review of systems ("Below is all of your information", the paper's patient prompt); on the dev
+# file "don't know" instead gave top-1/top-5 15.0/29.0 % against 15.9/34.6 % (seventh-session pack).
+OSCE_UNMENTIONED = "absent"
 NOT_AVAILABLE = "normal / not available"
 _STOP = frozenset({"the", "of", "and", "or", "a", "an", "test", "tests", "level", "levels", "scan", "findings", "exam", "examination", "unspecified"})
 
@@ -151,7 +155,7 @@ def consult_osce(pack: Pack, case: OsceCase, turns: int, rng: random.Random, his
     opened = bool(case.story)
     config = BenchConfig(pack=pack.name, max_questions=max(1, min(history, turns - TEST_TURNS - 1) - opened))
     v = replace(case.vignette, opening=f"{case.vignette.opening}. {case.story}") if opened else case.vignette
-    row, c = consult_with_patient(pack, v, config, rng)
+    row, c = consult_with_patient(pack, v, config, rng, OSCE_UNMENTIONED)
     if c is not None and opened:
         row["turns"] += 1
         row["transcript"][:1] = [{"role": "patient", "text": case.vignette.opening}, {"role": "doctor", "text": OPEN_QUESTION},
@@ -320,7 +324,7 @@ def run_llm_osce(
     from diagnostician.dialogue.llm import LLMUnavailable
 
     v = case.vignette
-    patient = VignettePatient(pack, v)
+    patient = VignettePatient(pack, v, OSCE_UNMENTIONED)
     exam, lab = Measurement(case.exams), Measurement(case.tests)
     messages: list[dict[str, str]] = [{"role": "system", "content": OSCE_DOCTOR_PROMPT}, {"role": "user", "content": v.opening}]
     transcript: list[dict[str, str]] = [{"role": "patient", "text": v.opening}]

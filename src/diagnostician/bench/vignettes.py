@@ -2,9 +2,12 @@
 
 The patient (no language model) knows what the vignette says: its text is read once with the
 free-text reader, and each question on a finding is answered yes when the vignette states it, no
-when it denies it, and no when it does not mention it (the DDXPlus convention: what a vignette
-leaves out is taken as absent). The consultation itself runs through the same Conversation as the
-chat: the patient opens with the chief complaint in words, then answers in words.
+when it denies it, and "don't know" when it does not mention it (UNMENTIONED), as the patient of
+SymptomCheck Bench (the protocol behind the published Avey figures) and our `--patient llm` are
+told to; "absent" answers no instead (the DDXPlus convention, kept by the OSCE bench, whose
+scripts hold the whole history and review of systems). The consultation itself runs through the
+same Conversation as the chat: the patient opens with the chief complaint in words, then answers
+in words.
 
 Two benchmarks use it: diagnosis (top-1/3/5 against the vignette's diagnosis, with the matcher of
 `bench.scoring`) on Avey-format files, and triage (emergency / see a doctor / self-care against
@@ -30,6 +33,9 @@ from diagnostician.engine.posterior import AnswerValue
 from diagnostician.errors import CaseFileError
 from diagnostician.knowledge.lexicon import load_lexicon
 from diagnostician.knowledge.schema import BINARY, CATEGORICAL, Pack
+
+# What the patient answers about a finding its vignette does not mention: "unknown" ("don't know") or "absent" ("no").
+UNMENTIONED = "unknown"
 
 
 @dataclass(frozen=True)
@@ -94,15 +100,15 @@ def load_vignettes(path: str | Path) -> list[Vignette]:
 
 
 class VignettePatient:
-    """Answers a finding's question from what the vignette's text states or denies (unmentioned: absent).
+    """Answers a finding's question from what the vignette's text states or denies (unmentioned: `unmentioned`).
 
-    One exception to "unmentioned is absent", for packs whose lexicon marks its implications as
+    With unmentioned "absent", one exception, for packs whose lexicon marks its implications as
     characterisations: a narrower finding whose broader one the vignette states ("sharp" belly
     pain when it says "abdominal pain") is unknown, not denied; the text does not say which kind
     of pain it is.
     """
 
-    def __init__(self, pack: Pack, vignette: Vignette, unmentioned: str = "absent") -> None:
+    def __init__(self, pack: Pack, vignette: Vignette, unmentioned: str = UNMENTIONED) -> None:
         if unmentioned not in ("absent", "unknown"):
             raise ValueError(f"unmentioned must be absent or unknown, got {unmentioned!r}")
         self.pack = pack
@@ -138,13 +144,13 @@ class VignettePatient:
         return m.value if f.kind == CATEGORICAL or isinstance(m.value, tuple) else (m.value,)
 
 
-def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent") -> dict[str, Any]:
+def consult_vignette(pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = UNMENTIONED) -> dict[str, Any]:
     """One consultation of the engine with the vignette patient; its transcript, differential and triage."""
     return consult_with_patient(pack, v, config, rng, unmentioned)[0]
 
 
 def consult_with_patient(
-    pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = "absent", in_words: Callable[[str], str] | None = None
+    pack: Pack, v: Vignette, config: BenchConfig, rng: random.Random, unmentioned: str = UNMENTIONED, in_words: Callable[[str], str] | None = None
 ) -> tuple[dict[str, Any], Any]:
     """The consultation's row (transcript, differential, triage) and the Consultation itself (None if it never started).
 
@@ -188,7 +194,7 @@ def run_cases(
     seed: int = 0,
     consult: Callable[[Vignette], dict[str, Any]] | None = None,
     workers: int = 1,
-    unmentioned: str = "absent",
+    unmentioned: str = UNMENTIONED,
 ) -> list[dict[str, Any]]:
     """Consult every vignette (skipping those already in out_dir/cases.jsonl) and append each result as it finishes.
 

@@ -324,7 +324,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
     if getattr(args, "repeats", 1) > 1:
         return _repeated(args, kind)
     from diagnostician.bench.ddxplus import PEDIATRIC_AGE
-    from diagnostician.bench.vignettes import diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
+    from diagnostician.bench.vignettes import UNMENTIONED, diagnosis_summary, iter_markdown, load_vignettes, run_cases, triage_summary
 
     if args.agent not in ("engine", "openai"):
         raise InputError(
@@ -333,8 +333,9 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
         )
     if args.patient not in ("deterministic", "llm"):
         raise InputError(f"--patient {args.patient}: choose deterministic (the default) or llm")
+    args.unmentioned = args.unmentioned or UNMENTIONED
     if args.unmentioned not in ("absent", "unknown"):
-        raise InputError(f"--unmentioned {args.unmentioned}: choose absent (the default) or unknown")
+        raise InputError(f"--unmentioned {args.unmentioned}: choose unknown (the default) or absent")
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     if not 0.0 <= args.temperature <= 2.0:
@@ -361,7 +362,7 @@ def _vignette_bench(args: argparse.Namespace, kind: str) -> int:
 
         def llm_consult(v: Any) -> dict[str, Any]:
             answer = llm_patient(patient_client, v) if patient_client is not None else None
-            return run_llm_agent(client, pack, v, patient_answer=answer, temperature=args.temperature)
+            return run_llm_agent(client, pack, v, patient_answer=answer, temperature=args.temperature, unmentioned=args.unmentioned)
 
         consult = llm_consult
     elif args.patient == "llm":
@@ -712,7 +713,7 @@ def add_commands(sub: Any, bench_sub: Any, parser_class: Any) -> None:
         bv.add_argument("--patient", default="deterministic", help="the simulated patient: deterministic, or llm (a chat model plays it from the vignette; the engine asks it in words)")
         bv.add_argument("--patient-config", metavar="FILE", help="TOML [llm] table of the patient model (else DIAGNOSTICIAN_PATIENT_*, else the agent's)")
         bv.add_argument("--limit", type=int, help="first N vignettes")
-        bv.add_argument("--unmentioned", default="absent", help="deterministic patient: what it answers about findings the vignette does not mention, absent (default) or unknown")
+        bv.add_argument("--unmentioned", help="deterministic patient: what it answers about findings the vignette does not mention, unknown (\"don't know\", the default) or absent (\"no\")")
         bv.add_argument("--workers", type=int, default=1, help="cases at once (threads; for agents behind a server), default 1")
         bv.add_argument("--judge", action="store_true", help="where the matcher's rules find no match, ask a judge model (DIAGNOSTICIAN_JUDGE_* or _GRADER_*); every judgement is logged in decisions.jsonl")
         bv.add_argument("--judge-config", metavar="FILE", help="TOML [llm] table of the judge model")
