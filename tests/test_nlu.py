@@ -448,6 +448,15 @@ def test_two_words_of_a_term_written_as_one_are_split(tmp_path: Path) -> None:
     assert found(pack, "a throatsore") == {}
 
 
+def test_a_term_opened_by_my_is_read_with_any_owner_or_none(tmp_path: Path) -> None:
+    # A caregiver says "his tummy hurts" where the lexicon has "my tummy hurts": whose body it is, the clause says.
+    pack = _pack_with(tmp_path, {"pain": ["my tummy hurts"], "fever": ["my forehead burns"]})
+    for text in ("my tummy hurts", "his tummy hurts", "her tummy hurts", "tummy hurts", "The tummy hurts"):
+        assert found(pack, text) == {"pain": (PRESENT, None)}, text
+    assert found(pack, "no, his forehead burns but his tummy is fine") == {"fever": (PRESENT, None)}
+    assert found(pack, "my tummy") == {}  # the rest of the term must be said
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -246,6 +246,7 @@ class Reader:
         self.lang = lang
         terms: list[tuple[tuple[str, ...], Target]] = []
         self.light = frozenset(stem(w) for w in lang.get("light_words", ()))
+        self.possessives = {stem(w) for w in lang["possessives"]}
         self.negation_leads = leads = frozenset(_phrase(w)[0] for w in lang["negation_forward"] if len(_phrase(w)) == 1)
         negated: list[tuple[tuple[str, ...], Target]] = []
         for code, ts in lexicon.findings.items():
@@ -326,7 +327,6 @@ class Reader:
         # Joiners and trigger words may not sit inside a term; the light words of some triggers ("free of") may.
         self.no_gap = frozenset(self.joiners | ({stem(w) for p, _ in triggers for w in p} - self.light))
         self.kin = {stem(w) for group in lang["kin"].values() for w in group}
-        self.possessives = {stem(w) for w in lang["possessives"]}
         self.reporting = frozenset(lang["reporting_verbs"])
         kin_words = "|".join(re.escape(w) for group in lang["kin"].values() for w in group)
         family_rx = re.compile(rf"\b(?:family|relatives?|{kin_words})\b", re.IGNORECASE)
@@ -361,8 +361,9 @@ class Reader:
 
     # --- tokens -------------------------------------------------------------------------------
     def _content(self, phrase: tuple[str, ...]) -> tuple[str, ...]:
-        """A term without its light words (inside it), when at least two words remain."""
-        kept = tuple(w for k, w in enumerate(phrase) if w not in self.light or k == 0 or k == len(phrase) - 1)
+        """A term without its light words (inside it, or a possessive that opens it), when at least two words remain."""
+        # "My tummy hurts" is also "his tummy hurts" and "tummy hurts": whose body it is, the clause says.
+        kept = tuple(w for k, w in enumerate(phrase) if w not in self.light or (k == 0 and w not in self.possessives) or k == len(phrase) - 1)
         if len(kept) < 2 or (kept[0] in self.negation_leads and sum(len(w) > 2 for w in kept[1:]) < 1):
             return phrase  # "not with it" must not become "not … it", which any "can't see it" would match
         return kept
