@@ -33,6 +33,7 @@ from diagnostician.bench.scoring import (
     [
         ("The Guillain-Barré Syndrome", "guillain barre syndrome"),
         ("Meniere's Disease", "meniere disease"),
+        ("Hirschsprung\u2019s disease", "hirschsprung disease"),  # a typographic apostrophe too
         ("Acute Cholecystitis.", "acute cholecystitis"),  # clinical qualifiers stay
         ("COVID-19", "covid 19"),
         ("  an   Acute  MI ", "acute mi"),

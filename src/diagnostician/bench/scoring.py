@@ -90,8 +90,10 @@ class Match:
 
 def normalise_diagnosis(text: str) -> str:
     """Canonical form of a diagnosis name for comparison."""
-    s = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
-    s = re.sub(r"['\u2019]s\b", "", s)
+    # The possessive goes before the ASCII fold, which would drop a typographic apostrophe and leave
+    # "Hirschsprung’s" as "hirschsprungs".
+    s = re.sub(r"['\u2019]s\b", "", str(text))
+    s = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode("ascii").lower()
     s = re.sub(r"[^a-z0-9]+", " ", s)
     return " ".join(w for w in s.split() if w not in ARTICLES)
 
