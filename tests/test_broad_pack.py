@@ -18,6 +18,7 @@ from diagnostician.dialogue.nlu import read_text
 from diagnostician.errors import PackError
 from diagnostician.knowledge import schema
 from diagnostician.knowledge.build_broad import LEAK_MAX, LEAK_MIN, MISS, PACK_FILES, build, implications, write
+from diagnostician.knowledge.results import RESULT_SOURCE
 
 
 @pytest.fixture()
@@ -241,6 +242,10 @@ def test_shipped_broad_pack_equals_build(tmp_path: Path) -> None:
 
 def test_shipped_broad_pack_is_traceable_and_broad() -> None:
     pack = schema.load_pack("broad")
+    # Each source code keeps its own legend: the corrections' code is not taken over by the result cells.
+    legend = pack.meta["provenance"]["likelihood_sources"]
+    assert "implausible" in legend["8"] and "test result" in legend[str(RESULT_SOURCE)]
+    assert {str(s) for s in np.unique(pack.p_source)} <= set(legend)
     assert len(pack.conditions) >= 1000 and len(pack.findings) >= 700
     assert len({c.system for c in pack.conditions}) >= 15
     assert len(pack.red_flags) >= 40 and all(r.basis and r.advice for r in pack.red_flags)

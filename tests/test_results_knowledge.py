@@ -38,6 +38,15 @@ def test_a_result_is_a_finding_with_sensitivity_for_its_targets_and_false_positi
     assert with_results(tiny, (STREP,)) is tiny  # applied once
 
 
+def test_result_cells_never_take_over_a_source_code_the_pack_uses(tmp_path) -> None:
+    from dataclasses import replace
+
+    pack = make_tiny_pack(tmp_path)
+    meta = {**pack.meta, "provenance": {**pack.meta.get("provenance", {}), "likelihood_sources": {str(RESULT_SOURCE): "a curated table"}}}
+    with pytest.raises(PackError, match=f"likelihood source {RESULT_SOURCE} is taken"):
+        with_results(replace(pack, meta=meta), (STREP,))
+
+
 def test_results_are_never_asked_but_move_the_posterior_by_their_likelihood_ratio(tiny) -> None:
     c = Consultation.begin(30, "F", {"pain": True}, pack=tiny)
     asked = []

@@ -17,7 +17,7 @@ import numpy as np
 from diagnostician.errors import PackError
 from diagnostician.knowledge.schema import Pack
 
-PRECEDENCE_SOURCE = 100  # above every source code a built pack uses (the broad build uses 0–7)
+PRECEDENCE_SOURCE = 100  # above every source code a built pack uses (the broad build 0–8, result cells 90)
 
 
 def with_precedence(broad: Pack, precise: Pack) -> Pack:

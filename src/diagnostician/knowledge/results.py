@@ -27,7 +27,7 @@ RESULTS_DIR = Path(__file__).parent / "sources"
 RESULTS_GLOB = "test_results*.json"  # one table per department or review batch, ids unique across them
 FORMAT = "diagnostician-results/1"
 PREFIX = "result:"  # finding codes of results: "result:troponin-raised"
-RESULT_SOURCE = 8  # likelihood source code of result cells
+RESULT_SOURCE = 90  # likelihood source code of result cells: outside every built pack's own codes (broad 0–8)
 KINDS = ("exam", "lab", "imaging", "procedure", "bedside")
 
 
@@ -180,6 +180,8 @@ def with_results(pack: Pack, entries: tuple[ResultEntry, ...] | None = None) -> 
     meta = dict(pack.meta)
     meta["provenance"] = dict(meta.get("provenance", {}))
     legend = dict(meta["provenance"].get("likelihood_sources", {}))
+    if str(RESULT_SOURCE) in legend:  # a built pack's own source would lose its provenance
+        raise PackError(f"{pack.name}: likelihood source {RESULT_SOURCE} is taken; result cells need a code of their own")
     legend[str(RESULT_SOURCE)] = "examination or test result: sensitivity for its target conditions, 1 − specificity for the others (knowledge/sources/test_results*.json)"
     meta["provenance"]["likelihood_sources"] = legend
     meta["results"] = [
