@@ -457,6 +457,14 @@ def test_a_term_opened_by_my_is_read_with_any_owner_or_none(tmp_path: Path) -> N
     assert found(pack, "my tummy") == {}  # the rest of the term must be said
 
 
+def test_a_two_word_term_said_with_do_is_read_and_its_denial_too(tmp_path: Path) -> None:
+    pack = _pack_with(tmp_path, {"pain": ["tummy hurts"], "fever": ["head burns"]})
+    assert found(pack, "his tummy doesn't hurt") == {"pain": (ABSENT, None)}
+    assert found(pack, "my tummy did not hurt") == {"pain": (ABSENT, None)}
+    assert found(pack, "my tummy does hurt") == {"pain": (PRESENT, None)}
+    assert found(pack, "my tummy does not hurt but my head burns") == {"pain": (ABSENT, None), "fever": (PRESENT, None)}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

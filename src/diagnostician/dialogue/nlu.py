@@ -271,6 +271,7 @@ class Reader:
         self.linking = frozenset(stem(w) for w in said.get("linking", ()))
         self.degree = frozenset(stem(w) for w in said.get("degree", ()))
         self.predicate_negation = frozenset(said.get("negation", ()))
+        self.auxiliary_do = frozenset(stem(w) for w in ("do", "does", "did"))  # "doesn't hurt" is said with "do", not a linking verb
         self.predicate_terms: dict[tuple[str, str], list[Target]] = {}
         self.single_findings = frozenset(ph[0] for ph, _ in terms if len(ph) == 1)
         for ph, target in terms:
@@ -506,6 +507,9 @@ class Reader:
         found = [m for m in found if m.end - m.start == m.length or not any(k in marks for k in range(m.start + 1, m.end))]
         predicates, denied = self._predicates(words, equal)
         found += predicates
+        said_do, denied_do = self._auxiliary(words, equal)
+        found += said_do
+        denied |= denied_do
         for m in self.negated.find(words, equal, gaps=True, no_gap=self.no_gap, light=self.light):
             lead = next((k for k in range(m.start - 1, max(-1, m.start - 4), -1) if words[k].stem in self.negation_leads), None)
             if lead is not None:  # the denial word joins the term: it does not negate the finding
@@ -641,6 +645,25 @@ class Reader:
                     k += 2
                 else:
                     break
+        return out, denied
+
+    def _auxiliary(self, words: Sequence[Token], equal: Sequence[set[str]]) -> tuple[list[Match], set[tuple[int, int]]]:
+        """Two-word terms said with "do" between their words, and which are denied: "my chest does hurt", "my tummy doesn't hurt"."""
+        out: list[Match] = []
+        denied: set[tuple[int, int]] = set()
+        for i in range(len(words) - 2):
+            if words[i + 1].stem not in self.auxiliary_do:
+                continue
+            negated = words[i + 2].raw in self.predicate_negation
+            k = i + 2 + negated
+            if k >= len(words):
+                continue
+            hits = [(t, a != words[i].stem or b != words[k].stem) for a in equal[i] for b in equal[k] for t in self.predicate_terms.get((a, b), ())]
+            if hits:
+                target, fuzzy = min(hits, key=lambda h: (h[1], h[0].code))
+                out.append(Match(i, k + 1, target, 2, k - i - 1, int(fuzzy)))
+                if negated:
+                    denied.add((i, k + 1))
         return out, denied
 
     def _double_negative(self, words: Sequence[Token], m: Match) -> Match:
