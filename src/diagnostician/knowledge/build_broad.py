@@ -107,7 +107,7 @@ SOURCE_CODES = {
     5: "curated applicability: pregnancy-only condition (sources/broad conditions tables)",
     6: "implied by a narrower finding the condition lists (e.g. sharp chest pain is chest pain): at least the narrower one's probability",
     7: "curated hallmark feature of the typical presentation, recalled from the reference its row names, not re-checked (sources/broad/hallmarks*.jsonl; not yet clinically reviewed)",
-    8: "curated correction of a source share judged implausible for the condition (a small-sample artefact, a cardinal feature given a token share), with the reference its row names (sources/broad/corrections*.jsonl; not yet clinically reviewed)",
+    8: "curated correction of a source share judged implausible for the condition (a small-sample artefact, a cardinal feature given a token share, MedlinePlus's flat share re-estimated), with the reference its row names (sources/broad/corrections*.jsonl; not yet clinically reviewed)",
 }
 
 
