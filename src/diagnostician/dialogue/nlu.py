@@ -271,7 +271,7 @@ class Reader:
         self.linking = frozenset(stem(w) for w in said.get("linking", ()))
         self.degree = frozenset(stem(w) for w in said.get("degree", ()))
         self.predicate_negation = frozenset(said.get("negation", ()))
-        self.auxiliary_do = frozenset(stem(w) for w in ("do", "does", "did"))  # "doesn't hurt" is said with "do", not a linking verb
+        self.auxiliary = frozenset(stem(w) for w in said.get("auxiliary", ()))  # "my tummy doesn't hurt": "do", not a linking verb
         self.predicate_terms: dict[tuple[str, str], list[Target]] = {}
         self.single_findings = frozenset(ph[0] for ph, _ in terms if len(ph) == 1)
         for ph, target in terms:
@@ -632,10 +632,10 @@ class Reader:
                 continue  # "the rash is not itchy" denies the itch, not the rash: the subject is read on its own
             first = j - 1  # a later describing word's match spans itself only, so the first one's stays whole
             while k < len(words):
-                hits = [(t, b != words[j - 1].stem or a != words[k].stem) for b in equal[j - 1] for a in equal[k] for t in self.predicate_terms.get((a, b), ())]
-                if hits:
-                    target, fuzzy = min(hits, key=lambda h: (h[1], h[0].code))
-                    m = Match(first, k + 1, target, 2, skipped, int(fuzzy))
+                hit = self._two_word_term(words, equal, k, j - 1)
+                if hit:
+                    target, fuzzy = hit
+                    m = Match(first, k + 1, target, 2, skipped, fuzzy)
                     first = k + 2
                     out.append(m)
                     if negated:
@@ -647,21 +647,26 @@ class Reader:
                     break
         return out, denied
 
+    def _two_word_term(self, words: Sequence[Token], equal: Sequence[set[str]], first: int, second: int) -> tuple[Target, int] | None:
+        """The two-word term whose first word is words[first] and second words[second] (said apart), and whether a word was corrected."""
+        hits = [(t, int(a != words[first].stem or b != words[second].stem)) for a in equal[first] for b in equal[second] for t in self.predicate_terms.get((a, b), ())]
+        return min(hits, key=lambda h: (h[1], h[0].code)) if hits else None
+
     def _auxiliary(self, words: Sequence[Token], equal: Sequence[set[str]]) -> tuple[list[Match], set[tuple[int, int]]]:
         """Two-word terms said with "do" between their words, and which are denied: "my chest does hurt", "my tummy doesn't hurt"."""
         out: list[Match] = []
         denied: set[tuple[int, int]] = set()
         for i in range(len(words) - 2):
-            if words[i + 1].stem not in self.auxiliary_do:
+            if words[i + 1].stem not in self.auxiliary:
                 continue
             negated = words[i + 2].raw in self.predicate_negation
             k = i + 2 + negated
             if k >= len(words):
                 continue
-            hits = [(t, a != words[i].stem or b != words[k].stem) for a in equal[i] for b in equal[k] for t in self.predicate_terms.get((a, b), ())]
-            if hits:
-                target, fuzzy = min(hits, key=lambda h: (h[1], h[0].code))
-                out.append(Match(i, k + 1, target, 2, k - i - 1, int(fuzzy)))
+            hit = self._two_word_term(words, equal, i, k)
+            if hit:
+                target, fuzzy = hit
+                out.append(Match(i, k + 1, target, 2, k - i - 1, fuzzy))
                 if negated:
                     denied.add((i, k + 1))
         return out, denied
